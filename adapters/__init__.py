@@ -1,0 +1,1 @@
+"""MLLM adapters (import name: decafbench.adapters)."""

@@ -1,0 +1,1 @@
+"""Benchmark definitions and dataset formats (import name: decafbench.benchmarks)."""

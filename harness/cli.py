@@ -1,0 +1,59 @@
+"""The ``decaf`` command line (Typer).
+
+Start-up stays light: command modules import numpy/pandas/torch inside the command bodies,
+so ``decaf --help`` or ``decaf evaluate`` never imports torch or transformers.
+Each module in :mod:`decafbench.commands` exposes ``register(app)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from .errors import InputError
+
+COMMAND_MODULES = (
+    "decafbench.commands.evaluate",
+    "decafbench.commands.benchmarks",
+    "decafbench.commands.stats",
+    "decafbench.commands.method",
+    "decafbench.commands.adapters",
+    "decafbench.commands.run",
+    "decafbench.commands.report",
+)
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="decaf",
+        help="decafbench: run and evaluate DecAF (training-free video reasoning segmentation) "
+        "across MLLM adapters, fusion variants and benchmarks.",
+        no_args_is_help=False,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="rich",
+    )
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # a command group not built yet
+            raise
+        module.register(app)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    app = build_app()
+    try:
+        app(args=argv, prog_name="decaf", standalone_mode=True)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

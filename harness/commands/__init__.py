@@ -1,0 +1,1 @@
+"""CLI command implementations; each module keeps heavy imports inside functions."""

@@ -1,0 +1,278 @@
+"""Run records: a directory with ``manifest.json`` and ``per_expression.csv``.
+
+Layout of ``RUN_DIR``::
+
+    manifest.json          config, versions, git commit, seed, machine, summary
+    per_expression.csv     one row per expression: video, exp_id, split, J, F, JF (fractions
+                           0..1, full precision), A, R where they apply, error, diagnostics
+    parts/                 one small JSON per finished expression, written atomically while
+                           the run goes; a rerun skips what is there (resume)
+    predictions/           (decaf run) VIDEO/EXP_ID/FRAME.png, the layout decaf evaluate reads
+
+Every file is written to a temporary name in the same folder and renamed, so an interrupted
+run never leaves a half-written file. Statistics and leaderboards read only records.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .errors import InputError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+TABLE = "per_expression.csv"
+PARTS = "parts"
+#: first columns of every per-expression table, in this order
+KEY_COLUMNS = ("video", "exp_id", "split")
+METRIC_COLUMNS = ("J", "F", "JF", "A", "R")
+
+
+# -- atomic writes -------------------------------------------------------------------------
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(obj: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+# -- provenance -------------------------------------------------------------------------------
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """The commit of the decafbench checkout (with ``-dirty`` when it has local changes)."""
+    cwd = Path(cwd) if cwd else Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=5)
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions(extra: Iterable[str] = ()) -> dict[str, str]:
+    """Versions of the packages that change numbers; modules not yet imported are not imported."""
+    from importlib import metadata
+
+    names = ["decafbench", "numpy", "scipy", "pandas", "pycocotools", "pillow", *extra]
+    for heavy in ("torch", "transformers", "sam2"):
+        if heavy in sys.modules:
+            names.append(heavy)
+    out = {"python": platform.python_version()}
+    for name in dict.fromkeys(names):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def base_manifest(kind: str, command: list[str] | None = None, **fields: Any) -> dict[str, Any]:
+    """A manifest with provenance filled in; ``fields`` (benchmark, config, seed...) go on top."""
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "command": list(sys.argv if command is None else command),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "versions": package_versions(),
+        "machine": machine_info(),
+    }
+    manifest.update(fields)
+    return manifest
+
+
+# -- writing ------------------------------------------------------------------------------------
+def part_name(video: str, exp_id: str) -> str:
+    """A file name for one expression's part, safe whatever the ids contain."""
+    digest = hashlib.sha1(f"{video}\0{exp_id}".encode()).hexdigest()[:10]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{video}__{exp_id}")[:80]
+    return f"{safe}.{digest}.json"
+
+
+class RunWriter:
+    """Writes one run record; per-expression rows land atomically as they finish.
+
+    ``done()`` tells which expressions a previous, interrupted run already finished, so a
+    rerun of the same command resumes. ``finalize()`` writes the table and the manifest.
+    """
+
+    def __init__(self, run_dir: str | Path, manifest: Mapping[str, Any]):
+        self.dir = Path(run_dir)
+        self.manifest = dict(manifest)
+        self.parts = self.dir / PARTS
+        self.parts.mkdir(parents=True, exist_ok=True)
+
+    def done(self) -> dict[tuple[str, str], dict]:
+        rows = {}
+        for p in sorted(self.parts.glob("*.json")):
+            try:
+                row = json.loads(p.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue  # an unreadable part is simply redone
+            if row.get("error"):
+                continue  # failures are retried on resume
+            rows[(row["video"], row["exp_id"])] = row
+        return rows
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        if "video" not in row or "exp_id" not in row:
+            raise ValueError("a per-expression row needs 'video' and 'exp_id'")
+        atomic_write_json(self.parts / part_name(row["video"], row["exp_id"]), dict(row))
+
+    def rows(self) -> list[dict]:
+        out = []
+        for p in sorted(self.parts.glob("*.json")):
+            try:
+                out.append(json.loads(p.read_text()))
+            except (OSError, json.JSONDecodeError):
+                continue
+        return out
+
+    def finalize(self, summary: Mapping[str, Any] | None = None):
+        import pandas as pd
+
+        table = rows_to_frame(self.rows())
+        atomic_write_text(self.dir / TABLE, table.to_csv(index=False, float_format="%.17g"))
+        manifest = dict(self.manifest)
+        manifest["n_expressions"] = int(len(table))
+        manifest["n_failed"] = int(table["error"].fillna("").astype(bool).sum()) if "error" in table else 0
+        if summary is not None:
+            manifest["summary"] = dict(summary)
+        atomic_write_json(self.dir / MANIFEST, manifest)
+        return table if isinstance(table, pd.DataFrame) else None
+
+
+def rows_to_frame(rows: list[Mapping[str, Any]]):
+    import pandas as pd
+
+    table = pd.DataFrame(list(rows))
+    if table.empty:
+        table = pd.DataFrame(columns=list(KEY_COLUMNS) + ["J", "F", "JF", "error"])
+    for col in KEY_COLUMNS:
+        if col not in table:
+            table[col] = ""
+    if "error" not in table:
+        table["error"] = ""
+    table["error"] = table["error"].fillna("")
+    first = [c for c in (*KEY_COLUMNS, *METRIC_COLUMNS) if c in table]
+    table = table[first + [c for c in table.columns if c not in first]]
+    return table.sort_values(["video", "exp_id"], kind="stable").reset_index(drop=True)
+
+
+# -- reading ------------------------------------------------------------------------------------
+@dataclass
+class RunRecord:
+    """A finished run as statistics and tables see it."""
+
+    path: Path
+    manifest: dict
+    table: Any  # pandas.DataFrame
+
+    @property
+    def label(self) -> str:
+        return str(self.manifest.get("name") or self.path.name)
+
+    def scores(self, metric: str = "JF", *, drop_failed: bool = True):
+        """Per-expression values of ``metric`` indexed by (video, exp_id), as a pandas Series."""
+        if metric not in self.table:
+            raise InputError(f"run has no column {metric!r}", self.path / TABLE)
+        t = self.table
+        if drop_failed and "error" in t:
+            t = t[~t["error"].fillna("").astype(str).str.len().astype(bool)]
+        s = t.set_index(["video", "exp_id"])[metric].astype(float)
+        return s[~s.isna()]
+
+
+def read_record(run_dir: str | Path) -> RunRecord:
+    """Load a run record; a missing or malformed file is a one-line InputError naming it."""
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    mpath, tpath = run_dir / MANIFEST, run_dir / TABLE
+    if not run_dir.is_dir():
+        raise InputError("run record folder does not exist", run_dir)
+    try:
+        manifest = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        raise InputError("missing manifest (not a finished run record)", mpath) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc}", mpath) from None
+    if not isinstance(manifest, dict):
+        raise InputError("manifest is not a JSON object", mpath)
+    try:
+        table = pd.read_csv(tpath, dtype={"video": str, "exp_id": str, "split": str}, keep_default_na=False,
+                            na_values={"J": [""], "F": [""], "JF": [""], "A": [""], "R": [""]})
+    except FileNotFoundError:
+        raise InputError("missing per-expression table", tpath) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"unreadable CSV: {exc}", tpath) from None
+    for col in ("video", "exp_id"):
+        if col not in table:
+            raise InputError(f"column {col!r} is missing", tpath)
+    for col in METRIC_COLUMNS:
+        if col in table:
+            table[col] = pd.to_numeric(table[col], errors="coerce")
+    if "split" not in table:
+        table["split"] = ""
+    if "error" not in table:
+        table["error"] = ""
+    return RunRecord(run_dir, manifest, table)
+
+
+def finite_mean(values: Iterable[float]) -> float:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else float("nan")
