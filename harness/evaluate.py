@@ -1,0 +1,151 @@
+"""Score predicted masks against a benchmark's ground truth (``decaf evaluate``).
+
+TrackEval's shape: compute per sequence (a video and all its expressions) in worker
+processes, then combine. Predictions are read from ``PRED_DIR/VIDEO/EXP_ID/FRAME.png`` (any
+nonzero pixel is foreground). Only the benchmark reader touches ground truth; only this module
+touches predictions; the metrics are pure functions of the two.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Literal, Sequence
+
+import numpy as np
+
+from .errors import InputError
+
+MissingPolicy = Literal["error", "empty"]
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    missing: MissingPolicy = "error"
+    workers: int = 0  # 0: one per core (capped by the number of videos); 1: in this process
+
+
+def prediction_path(pred_dir: Path, video: str, exp_id: str, frame: str) -> Path:
+    return Path(pred_dir) / video / exp_id / f"{frame}.png"
+
+
+def read_prediction(pred_dir: Path, video: str, exp_id: str, frames: Sequence[str], shape: tuple[int, int],
+                    missing: MissingPolicy = "error") -> np.ndarray:
+    """Predicted masks ``(T, H, W)`` for ``frames``; checks presence and size of every file."""
+    from .maskio import read_mask_png
+
+    out = np.zeros((len(frames), *shape), dtype=bool)
+    for i, frame in enumerate(frames):
+        path = prediction_path(pred_dir, video, exp_id, frame)
+        if not path.is_file():
+            if missing == "empty":
+                continue
+            raise InputError("missing prediction (pass --missing empty to score it as an empty mask)", path)
+        mask = read_mask_png(path)
+        if mask.shape != tuple(shape):
+            raise InputError(f"prediction is {mask.shape[1]}x{mask.shape[0]} but the ground truth is "
+                             f"{shape[1]}x{shape[0]} (WxH)", path)
+        out[i] = mask
+    return out
+
+
+def score_expression(benchmark, expression, pred_masks: np.ndarray, gt=None) -> dict:
+    """One per-expression row: keys, metrics (fractions 0..1) and the frame count."""
+    from .metrics import score_expression as _score
+
+    gt = benchmark.ground_truth(expression) if gt is None else gt
+    scores = _score(gt.masks, pred_masks, foreground=gt.foreground, metrics=benchmark.metrics)
+    row = {"video": expression.video, "exp_id": expression.exp_id, "split": expression.split,
+           "n_frames": int(gt.masks.shape[0])}
+    row.update({k: float(v) for k, v in scores.items()})
+    return row
+
+
+def _evaluate_video(benchmark, expressions, pred_dir: Path, missing: MissingPolicy) -> list[dict]:
+    rows = []
+    for expr in expressions:
+        gt = benchmark.ground_truth(expr)
+        pred = read_prediction(pred_dir, expr.video, expr.exp_id, gt.frames, gt.masks.shape[1:], missing)
+        rows.append(score_expression(benchmark, expr, pred, gt))
+    return rows
+
+
+def group_by_video(expressions: Iterable) -> dict[str, list]:
+    groups: dict[str, list] = {}
+    for e in expressions:
+        groups.setdefault(e.video, []).append(e)
+    return groups
+
+
+def _pool_context():
+    # fork is cheapest, but not safe once torch (with its thread pools) is loaded
+    return mp.get_context("fork" if "torch" not in sys.modules and sys.platform != "win32" else "spawn")
+
+
+def evaluate(benchmark, pred_dir: str | Path, options: EvalOptions = EvalOptions(),
+             on_expression: Callable[[int], None] | None = None) -> list[dict]:
+    """Score every expression of ``benchmark`` against ``pred_dir``; rows sorted by (video, exp_id)."""
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise InputError("prediction folder does not exist", pred_dir)
+    if not benchmark.has_ground_truth:
+        raise InputError(f"benchmark {benchmark.name!r} split {benchmark.split!r} has no public ground truth "
+                         "(use decaf export for its evaluation server)")
+    groups = group_by_video(benchmark.expressions())
+    workers = options.workers or min(os.cpu_count() or 1, max(1, len(groups)))
+    rows: list[dict] = []
+    if workers == 1 or len(groups) <= 1:
+        for exprs in groups.values():
+            rows.extend(_evaluate_video(benchmark, exprs, pred_dir, options.missing))
+            if on_expression:
+                on_expression(len(exprs))
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+            futures = {pool.submit(_evaluate_video, benchmark, exprs, pred_dir, options.missing): len(exprs)
+                       for exprs in groups.values()}
+            for fut in as_completed(futures):
+                rows.extend(fut.result())
+                if on_expression:
+                    on_expression(futures[fut])
+    return sorted(rows, key=lambda r: (r["video"], r["exp_id"]))
+
+
+def summarize(rows: Sequence[dict], metrics: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Means per group, as fractions. Groups: ``all``; with expression splits (ReVOS) also one per
+    split and ``overall`` = the mean of the split means, as ReVOS reports it."""
+    ok = [r for r in rows if not r.get("error")]
+
+    def mean(rs, m):
+        vals = [r[m] for r in rs if r.get(m) is not None and not np.isnan(r[m])]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    out = {"all": {m: mean(ok, m) for m in metrics}}
+    out["all"]["n"] = len(ok)
+    splits = sorted({r.get("split") or "" for r in ok} - {""})
+    if splits:
+        for s in splits:
+            rs = [r for r in ok if r.get("split") == s]
+            out[s] = {m: mean(rs, m) for m in metrics}
+            out[s]["n"] = len(rs)
+        out["overall"] = {m: float(np.mean([out[s][m] for s in splits])) for m in metrics}
+        out["overall"]["n"] = len(ok)
+    return out
+
+
+def summary_table(summary: dict[str, dict[str, float]], metrics: Sequence[str], title: str = ""):
+    """A rich table of the summary in percent."""
+    from rich.table import Table
+
+    names = {"JF": "J&F"}
+    table = Table(title=title or None)
+    table.add_column("group")
+    table.add_column("n", justify="right")
+    for m in metrics:
+        table.add_column(names.get(m, m), justify="right")
+    for group, vals in summary.items():
+        table.add_row(group, str(vals.get("n", "")), *[f"{100 * vals[m]:.2f}" for m in metrics])
+    return table
