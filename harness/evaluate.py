@@ -116,7 +116,7 @@ def evaluate(benchmark, pred_dir: str | Path, options: EvalOptions = EvalOptions
 
 def summarize(rows: Sequence[dict], metrics: Sequence[str]) -> dict[str, dict[str, float]]:
     """Means per group, as fractions. Groups: ``all``; with expression splits (ReVOS) also one per
-    split and ``overall`` = the mean of the split means, as ReVOS reports it."""
+    split and ``overall`` = the mean of the referring and reasoning means, as ReVOS reports it."""
     ok = [r for r in rows if not r.get("error")]
 
     def mean(rs, m):
@@ -131,7 +131,9 @@ def summarize(rows: Sequence[dict], metrics: Sequence[str]) -> dict[str, dict[st
             rs = [r for r in ok if r.get("split") == s]
             out[s] = {m: mean(rs, m) for m in metrics}
             out[s]["n"] = len(rs)
-        out["overall"] = {m: float(np.mean([out[s][m] for s in splits])) for m in metrics}
+        # ReVOS: overall = mean of referring and reasoning (other types stay out of it, as in its script)
+        groups = [s for s in ("referring", "reasoning") if s in splits] if "referring" in splits else splits
+        out["overall"] = {m: float(np.mean([out[s][m] for s in groups])) for m in metrics}
         out["overall"]["n"] = len(ok)
     return out
 
