@@ -1,0 +1,435 @@
+"""Qwen2-VL and Qwen2.5-VL adapter (stock transformers classes, no copied modeling code).
+
+Views (method section 2): the video view feeds all key frames as one video input (one
+sequence; the vision tower merges 2 frames per temporal patch, so the map has ceil(T/2)
+time steps); the frame view feeds each key frame as its own image input, a batch of T
+sequences, at 2x the video view's per-frame token grid per side (400 video tokens per frame
+and 1600 per image, published). Frames are resized here to a size the processor keeps
+unchanged (multiples of ``patch * merge``), so the grid is exactly what the budget says.
+
+Reuse: ``open()`` runs the vision tower once per view and keeps its output; ``attend()``
+passes it to ``generate`` through the stock ``mm_encoder_outputs`` argument, so the object
+and background prompts of a view share one encoder pass. ``reuse=False`` passes pixels
+instead (the naive pattern: one encoder pass per prompt), for comparison; both give the
+same maps. Work is counted in ``session.counters``: ``vision_passes`` (counted by a
+forward hook on the vision tower, so it counts real passes), ``prefill_tokens``, ``prompts``.
+
+Attention: the prefill of each prompt streams float32 attention of the rolled-out layers
+into :class:`decafbench.rollout.StreamingRollout` via
+:func:`decafbench.adapters.attention.capture_attention`; decode steps run on sdpa.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+from decafbench.errors import InputError
+
+from .base import Adapter, AdapterSpec, Session, View, ViewResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from decafbench.rollout import RolloutConfig
+
+DTYPES = ("float32", "bfloat16", "float16")
+#: budgets of the tiny checkpoints when none are given (the real defaults are 400 / 1600)
+TINY_BUDGETS = (16, 64)
+
+
+def _torch_dtype(dtype: str) -> Any:
+    import torch
+
+    if dtype not in DTYPES:
+        raise InputError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    return getattr(torch, dtype)
+
+
+def budget_size(height: int, width: int, tokens: int, factor: int) -> tuple[int, int]:
+    """Pixel size (multiples of ``factor``) closest to ``tokens`` merged tokens at the frame's aspect.
+
+    Same rounding as Qwen's ``smart_resize`` with min_pixels = max_pixels = tokens * factor^2,
+    so the processor leaves frames of this size unchanged.
+    """
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    pixels = tokens * factor * factor
+    return smart_resize(height, width, factor=factor, min_pixels=pixels, max_pixels=pixels)
+
+
+class Qwen2VLAdapter(Adapter):
+    """Qwen2-VL / Qwen2.5-VL: video view + frame view, streaming rollout, encoder reuse."""
+
+    family = "qwen2-vl"
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        checkpoint: str,
+        dtype: str = "float32",
+        device: str = "cpu",
+        rollout: "RolloutConfig | None" = None,
+        video_tokens_per_frame: int = 400,
+        image_tokens: int = 1600,
+        reuse: bool = True,
+    ) -> None:
+        from decafbench.rollout import RolloutConfig
+
+        if video_tokens_per_frame < 1 or image_tokens < 1:
+            raise InputError(f"token budgets must be >= 1 (video_tokens_per_frame={video_tokens_per_frame}, image_tokens={image_tokens})")
+        self.model = model.eval()
+        self.processor = processor
+        self.checkpoint = checkpoint
+        self.dtype = dtype
+        self.device = device
+        self.rollout = rollout or RolloutConfig()
+        self.video_tokens_per_frame = int(video_tokens_per_frame)
+        self.image_tokens = int(image_tokens)
+        self.reuse = reuse
+        cfg = model.config
+        self.video_token_id = int(cfg.video_token_id)
+        self.image_token_id = int(cfg.image_token_id)
+        vp = processor.video_processor
+        self.merge = int(vp.merge_size)
+        self.factor = int(vp.patch_size) * self.merge
+        self.temporal_patch = int(vp.temporal_patch_size)
+        from .attention import language_layers
+
+        self.num_layers = language_layers(model)
+        self.layers = self.rollout.layers(self.num_layers)
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: str,
+        dtype: str = "float32",
+        device: str = "cpu",
+        rollout: "RolloutConfig | None" = None,
+        video_tokens_per_frame: int | None = None,
+        image_tokens: int | None = None,
+        reuse: bool = True,
+        attn_implementation: str = "sdpa",
+        seed: int = 0,
+    ) -> "Qwen2VLAdapter":
+        """``tiny`` / ``tiny-2.5``: random tiny Qwen2-VL / Qwen2.5-VL built offline; else a local
+        folder or hub id loaded with AutoModelForImageTextToText / AutoProcessor.
+
+        Budgets default to 400 video tokens per frame and 1600 per image (16 / 64 for tiny).
+        """
+        torch_dtype = _torch_dtype(dtype)
+        if checkpoint in ("tiny", "tiny-2.5"):
+            model, processor = build_tiny(version="2.5" if checkpoint == "tiny-2.5" else "2", seed=seed, attn_implementation=attn_implementation)
+            default_budgets = TINY_BUDGETS
+        else:
+            model, processor = _load_pretrained(checkpoint, torch_dtype, attn_implementation)
+            default_budgets = (400, 1600)
+        model = model.to(device=device, dtype=torch_dtype)
+        return cls(
+            model,
+            processor,
+            checkpoint=checkpoint,
+            dtype=dtype,
+            device=device,
+            rollout=rollout,
+            video_tokens_per_frame=video_tokens_per_frame or default_budgets[0],
+            image_tokens=image_tokens or default_budgets[1],
+            reuse=reuse,
+        )
+
+    def spec(self) -> AdapterSpec:
+        return AdapterSpec(
+            family=self.family,
+            checkpoint=self.checkpoint,
+            config={
+                "model_type": self.model.config.model_type,
+                "dtype": self.dtype,
+                "video_tokens_per_frame": self.video_tokens_per_frame,
+                "image_tokens": self.image_tokens,
+                "rollout": self.rollout.to_dict(),
+                "layers": [self.layers.start, self.layers.stop],
+            },
+        )
+
+    # -- sizes ------------------------------------------------------------------------------
+    def view_size(self, height: int, width: int, view: View) -> tuple[int, int]:
+        """Pixel size the frames of ``view`` are resized to.
+
+        Frame view: exactly 2x the video view per side when ``image_tokens`` is 4x the video
+        budget (the published setting), else the image budget on its own.
+        """
+        hv, wv = budget_size(height, width, self.video_tokens_per_frame, self.factor)
+        if view == "video":
+            return hv, wv
+        if self.image_tokens == 4 * self.video_tokens_per_frame:
+            return 2 * hv, 2 * wv
+        return budget_size(height, width, self.image_tokens, self.factor)
+
+    # -- protocol ---------------------------------------------------------------------------
+    def open(self, frames: Sequence[Any], view: View) -> Session:
+        """Resize the key frames for ``view``, preprocess them and (with reuse) encode them once."""
+        images = _check_frames(frames)
+        if view not in ("video", "frame"):
+            raise InputError(f"view must be 'video' or 'frame', got {view!r}")
+        h, w = self.view_size(images[0].height, images[0].width, view)
+        resized = [im.resize((w, h), _bicubic()) for im in images]
+        session = Session(view=view, num_frames=len(images))
+        session.counters.update(vision_passes=0, prefill_tokens=0, prompts=0)
+        session.state.update(frames=resized, size=(h, w))
+        if self.reuse:
+            visual = self._visual_inputs(session)
+            with self._count_vision(session), _no_grad():
+                if view == "video":
+                    enc = self.model.model.get_video_features(visual["pixel_values_videos"], visual["video_grid_thw"], return_dict=True)
+                    session.state["encoded"] = {"video": enc}
+                else:
+                    enc = self.model.model.get_image_features(visual["pixel_values"], visual["image_grid_thw"], return_dict=True)
+                    session.state["encoded"] = {"image": enc}
+        return session
+
+    def attend(self, session: Session, prompt: str, *, max_new_tokens: int = 8) -> ViewResult:
+        """Prefill with streaming rollout of the configured layers, then greedy decoding."""
+        import torch
+
+        from decafbench.rollout import StreamingRollout
+
+        from .attention import capture_attention
+
+        inputs = self._prompt_inputs(session, prompt)
+        pad_id = self.video_token_id if session.view == "video" else self.image_token_id
+        visual_mask = inputs["input_ids"] == pad_id
+        empty = (visual_mask.sum(dim=1) == 0).nonzero().flatten().tolist()
+        if empty:
+            raise InputError(f"empty visual span in sequence(s) {empty}: no {'video' if session.view == 'video' else 'image'} pad tokens in the prompt")
+        kwargs = dict(inputs)
+        if self.reuse:
+            kwargs.pop("pixel_values", None)
+            kwargs.pop("pixel_values_videos", None)
+            kwargs["mm_encoder_outputs"] = dict(session.state["encoded"])
+        streaming = StreamingRollout(
+            visual_mask,
+            self.layers,
+            head_weighting=self.rollout.head_weighting,
+            residual=self.rollout.residual,
+            store_dtype=torch.float32,
+        )
+        with self._count_vision(session), capture_attention(self.model, self.layers, streaming.observe), _no_grad():
+            out = self.model.generate(**kwargs, **self._greedy(max_new_tokens))
+        session.counters["prefill_tokens"] += int(inputs["input_ids"].numel())
+        session.counters["prompts"] += 1
+        vec = streaming.result()
+        if not bool(torch.isfinite(vec).all()):
+            raise InputError(f"NaN or inf in the rollout map of prompt {prompt[:40]!r} ({session.view} view)")
+        attention = self._to_grid(vec, visual_mask, inputs, session.view)
+        texts = self._decode(out[:, inputs["input_ids"].shape[1]:])
+        return ViewResult(
+            texts=texts,
+            attention=attention,
+            temporal_stride=self.temporal_patch if session.view == "video" else 1,
+            stats={"grid": list(attention.shape), "prefill_tokens": int(inputs["input_ids"].shape[1]), "visual_tokens": int(visual_mask[0].sum())},
+        )
+
+    def answer(self, prompt: str, *, max_new_tokens: int = 8) -> str:
+        """Greedy answer to a text-only prompt (the object-choice step)."""
+        messages = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        inputs = self.processor(text=[text], return_tensors="pt").to(self.device)
+        with _no_grad():
+            out = self.model.generate(**inputs, **self._greedy(max_new_tokens))
+        return self._decode(out[:, inputs["input_ids"].shape[1]:])[0]
+
+    # -- internals --------------------------------------------------------------------------
+    def _visual_kwargs(self, session: Session) -> dict:
+        h, w = session.state["size"]
+        size = {"shortest_edge": h * w, "longest_edge": h * w}
+        if session.view == "video":
+            return {"videos": [session.state["frames"]], "videos_kwargs": {"size": size, "do_sample_frames": False, "cap_pixels_per_frame": False}}
+        return {"images": list(session.state["frames"]), "images_kwargs": {"size": size}}
+
+    def _visual_inputs(self, session: Session) -> dict:
+        """Preprocessed pixels and grids of the session's frames (no text)."""
+        kw = self._visual_kwargs(session)
+        if session.view == "video":
+            out = self.processor.video_processor(videos=kw["videos"], return_tensors="pt", **kw["videos_kwargs"])
+        else:
+            out = self.processor.image_processor(images=kw["images"], return_tensors="pt", **kw["images_kwargs"])
+        return {k: v.to(self.device) if hasattr(v, "to") else v for k, v in out.items()}
+
+    def _prompt_inputs(self, session: Session, prompt: str) -> dict:
+        kind = "video" if session.view == "video" else "image"
+        messages = [{"role": "user", "content": [{"type": kind}, {"type": "text", "text": prompt}]}]
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        batch = 1 if session.view == "video" else session.num_frames
+        inputs = self.processor(text=[text] * batch, return_tensors="pt", padding=True, **self._visual_kwargs(session))
+        lengths = inputs["attention_mask"].sum(dim=1)
+        if bool((lengths != lengths[0]).any()):
+            raise InputError("frame view: key frames gave prompts of different lengths (frames must share one size)")
+        return dict(inputs.to(self.device))
+
+    def _to_grid(self, vec: Any, visual_mask: Any, inputs: dict, view: View) -> Any:
+        """Visual entries of each row of the rollout vector, reshaped to (t, h, w)."""
+        import torch
+
+        grid = inputs["video_grid_thw"] if view == "video" else inputs["image_grid_thw"]
+        maps = []
+        for b in range(vec.shape[0]):
+            t, gh, gw = (int(x) for x in grid[b if view == "frame" else 0])
+            vals = vec[b][visual_mask[b]].float()
+            shape = (t, gh // self.merge, gw // self.merge)
+            if vals.numel() != math.prod(shape):
+                raise InputError(f"visual span of sequence {b} has {vals.numel()} tokens, grid {tuple(shape)} needs {math.prod(shape)}")
+            maps.append(vals.reshape(shape))
+        return torch.cat(maps, dim=0).cpu().contiguous()
+
+    def _greedy(self, max_new_tokens: int) -> dict:
+        if max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        tok = self.processor.tokenizer
+        return {
+            "max_new_tokens": int(max_new_tokens),
+            "do_sample": False,
+            "num_beams": 1,
+            "temperature": None,
+            "top_p": None,
+            "top_k": None,
+            "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+        }
+
+    def _decode(self, ids: Any) -> list[str]:
+        texts = self.processor.batch_decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return [t.strip() for t in texts]
+
+    @contextmanager
+    def _count_vision(self, session: Session) -> Iterator[None]:
+        """Count real forward passes of the vision tower into ``session.counters``."""
+
+        def hook(*_: Any) -> None:
+            session.counters["vision_passes"] += 1
+
+        handle = self.model.model.visual.register_forward_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+
+#: Qwen2-VL's chat template (same rendering as the released checkpoints' template)
+CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+]
+
+
+def build_tiny(version: str = "2", seed: int = 0, attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+    """A random-weight Qwen2-VL (``"2"``) or Qwen2.5-VL (``"2.5"``) of the real architecture with
+    4 language layers, a 2-block vision tower and a locally trained tokenizer: no network.
+    """
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    from decafbench.prompts import PROMPTS, get_prompts
+
+    from .tiny import build_tokenizer, seeded
+
+    words = [w for name in PROMPTS.names() for w in " ".join(get_prompts(name).to_dict().values()).split()]
+    tok = build_tokenizer(SPECIAL_TOKENS, chat_template=CHAT_TEMPLATE, extra_words=words)
+    tok.padding_side = "left"
+    ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    text = dict(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+    )
+    common = dict(
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        attn_implementation=attn_implementation,
+    )
+    if version == "2":
+        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+
+        vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=4, mlp_ratio=2)
+        config = Qwen2VLConfig(text_config=text, vision_config=vision, **common)
+        model_cls, proc_cls = Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+    elif version == "2.5":
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=64, window_size=56, fullatt_block_indexes=[1])
+        config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **common)
+        model_cls, proc_cls = Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+    else:
+        raise InputError(f"tiny Qwen version must be '2' or '2.5', got {version!r}")
+    with seeded(seed):
+        model = model_cls(config)
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    processor = proc_cls(
+        image_processor=Qwen2VLImageProcessor(), tokenizer=tok, video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE
+    )
+    return model.eval(), processor
+
+
+def _load_pretrained(checkpoint: str, torch_dtype: Any, attn_implementation: str) -> tuple[Any, Any]:
+    """A local folder or hub id with stock Auto classes; checks it is a Qwen2(.5)-VL model."""
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    looks_local = checkpoint.startswith((".", "/", "~")) or Path(checkpoint).expanduser().exists()
+    if looks_local and not Path(checkpoint).expanduser().is_dir():
+        raise InputError("checkpoint folder does not exist", path=checkpoint)
+    try:
+        config = AutoConfig.from_pretrained(checkpoint)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load checkpoint config: {exc}", path=checkpoint) from exc
+    if config.model_type not in ("qwen2_vl", "qwen2_5_vl"):
+        raise InputError(f"model_type {config.model_type!r} is not qwen2_vl or qwen2_5_vl", path=checkpoint)
+    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch_dtype, attn_implementation=attn_implementation)
+    processor = AutoProcessor.from_pretrained(checkpoint)
+    processor.tokenizer.padding_side = "left"
+    return model, processor
+
+
+def _check_frames(frames: Sequence[Any]) -> list[Any]:
+    from PIL import Image
+
+    if frames is None or len(frames) == 0:
+        raise InputError("no key frames given")
+    images = []
+    for i, im in enumerate(frames):
+        if not isinstance(im, Image.Image):
+            raise InputError(f"key frame {i} is a {type(im).__name__}, not a PIL image")
+        images.append(im.convert("RGB"))
+    if len({im.size for im in images}) != 1:
+        raise InputError(f"key frames differ in size: {sorted({im.size for im in images})}")
+    return images
+
+
+def _bicubic() -> Any:
+    from PIL import Image
+
+    return Image.Resampling.BICUBIC
+
+
+@contextmanager
+def _no_grad() -> Iterator[None]:
+    import torch
+
+    with torch.inference_mode():
+        yield

@@ -1,0 +1,210 @@
+"""Qwen2-VL / Qwen2.5-VL adapter on tiny random-weight models (no network, CPU)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from decafbench.errors import InputError  # noqa: E402
+from decafbench.rollout import RolloutConfig, rollout  # noqa: E402
+
+PROMPT = "the cat on the left. Which main object does this expression refer to? Answer in one word."
+BACKGROUND = "Describe the background scene of the video, excluding any cat, in a single word or phrase."
+T = 5  # odd on purpose: the video view pads to ceil(T/2) temporal patches
+
+
+def _frames(n=T, size=(120, 200), seed=0):
+    from PIL import Image
+
+    rng = np.random.RandomState(seed)
+    return [Image.fromarray(rng.randint(0, 255, (size[0], size[1], 3), dtype=np.uint8)) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    from decafbench.adapters.registry import create_adapter
+
+    return create_adapter("qwen2-vl:tiny", video_tokens_per_frame=16, image_tokens=64)
+
+
+def test_tiny_loads_offline_and_spec(adapter):
+    assert adapter.model.config.model_type == "qwen2_vl"
+    assert adapter.num_layers == 4 and adapter.layers == range(2, 4)
+    spec = adapter.spec()
+    assert spec.family == "qwen2-vl" and spec.checkpoint == "tiny"
+    assert spec.config["video_tokens_per_frame"] == 16 and spec.config["rollout"]["head_weighting"] == "vmax"
+
+
+def test_views_shapes_texts_and_reuse_counts(adapter):
+    frames = _frames()
+    hv, wv = adapter.view_size(120, 200, "video")
+    h, w = hv // adapter.factor, wv // adapter.factor
+    assert h * w <= 16 and adapter.view_size(120, 200, "frame") == (2 * hv, 2 * wv)
+
+    video = adapter.open(frames, "video")
+    assert video.counters["vision_passes"] == 1
+    r1 = adapter.attend(video, PROMPT, max_new_tokens=3)
+    r2 = adapter.attend(video, BACKGROUND, max_new_tokens=3)
+    assert video.counters["vision_passes"] == 1 and video.counters["prompts"] == 2
+    assert r1.attention.shape == (math.ceil(T / 2), h, w) and r1.temporal_stride == 2
+    assert r1.attention.dtype == torch.float32 and len(r1.texts) == 1
+    assert video.counters["prefill_tokens"] == r1.stats["prefill_tokens"] + r2.stats["prefill_tokens"]
+
+    frame = adapter.open(frames, "frame")
+    f1 = adapter.attend(frame, PROMPT, max_new_tokens=2)
+    f2 = adapter.attend(frame, BACKGROUND, max_new_tokens=2)
+    assert frame.counters["vision_passes"] == 1
+    assert f1.attention.shape == (T, 2 * h, 2 * w) and f1.temporal_stride == 1
+    assert len(f1.texts) == T and all(isinstance(t, str) for t in f1.texts)
+    assert frame.counters["prefill_tokens"] == T * (f1.stats["prefill_tokens"] + f2.stats["prefill_tokens"])
+
+    # the naive pattern: one encoder pass per prompt, same maps and answers
+    adapter.reuse = False
+    try:
+        naive = adapter.open(frames, "video")
+        n1 = adapter.attend(naive, PROMPT, max_new_tokens=3)
+        adapter.attend(naive, BACKGROUND, max_new_tokens=3)
+        naive_f = adapter.open(frames, "frame")
+        nf1 = adapter.attend(naive_f, PROMPT, max_new_tokens=2)
+    finally:
+        adapter.reuse = True
+    assert naive.counters["vision_passes"] == 2 and naive_f.counters["vision_passes"] == 1
+    assert torch.allclose(n1.attention, r1.attention, atol=1e-6) and n1.texts == r1.texts
+    assert torch.allclose(nf1.attention, f1.attention, atol=1e-6) and nf1.texts == f1.texts
+
+
+def test_visual_span_is_the_pad_tokens(adapter):
+    session = adapter.open(_frames(), "video")
+    inputs = adapter._prompt_inputs(session, PROMPT)
+    ids = inputs["input_ids"][0].tolist()
+    tok = adapter.processor.tokenizer
+    start = ids.index(tok.convert_tokens_to_ids("<|vision_start|>"))
+    end = ids.index(tok.convert_tokens_to_ids("<|vision_end|>"))
+    thw = inputs["video_grid_thw"][0].tolist()
+    n = thw[0] * thw[1] * thw[2] // adapter.merge**2
+    assert end - start - 1 == n
+    assert all(i == adapter.video_token_id for i in ids[start + 1 : end])
+    assert ids.count(adapter.video_token_id) == n
+
+
+@pytest.mark.parametrize("view", ["video", "frame"])
+def test_grid_mapping_matches_model_rope_layout(adapter, view, monkeypatch):
+    """Plant a distinct value on every visual token; each must land on the (t, i, j) cell that
+    the model's own 3D rope positions give that token."""
+    import decafbench.rollout as R
+
+    planted = {}
+
+    class Planting(R.StreamingRollout):
+        def result(self):
+            v = torch.zeros(self.batch, self.length)
+            v[:] = torch.arange(self.length, dtype=torch.float32)  # value = sequence position
+            planted["v"] = v
+            return v
+
+    monkeypatch.setattr(R, "StreamingRollout", Planting)
+    session = adapter.open(_frames(), view)
+    res = adapter.attend(session, PROMPT, max_new_tokens=1)
+    inputs = adapter._prompt_inputs(session, PROMPT)
+    pos, _ = adapter.model.model.get_rope_index(
+        inputs["input_ids"],
+        image_grid_thw=inputs.get("image_grid_thw"),
+        video_grid_thw=inputs.get("video_grid_thw"),
+        attention_mask=inputs["attention_mask"],
+        mm_token_type_ids=inputs["mm_token_type_ids"],
+    )
+    pad = adapter.video_token_id if view == "video" else adapter.image_token_id
+    att = res.attention
+    per_seq = 1 if view == "video" else att.shape[0]
+    checked = 0
+    for b in range(per_seq):
+        idx = (inputs["input_ids"][b] == pad).nonzero().flatten()
+        tpos, hpos, wpos = (pos[k, b, idx] - pos[k, b, idx].min() for k in range(3))
+        for n, k in enumerate(idx.tolist()):
+            t = int(tpos[n]) + (b if view == "frame" else 0)
+            cell = att[t, int(hpos[n]), int(wpos[n])]
+            assert cell == planted["v"][b, k], (b, k)
+            checked += 1
+    assert checked == att.numel()
+
+
+def test_streaming_equals_batch_rollout_from_eager(adapter):
+    for view in ("video", "frame"):
+        session = adapter.open(_frames(3), view)
+        res = adapter.attend(session, PROMPT, max_new_tokens=1)
+        inputs = adapter._prompt_inputs(session, PROMPT)
+        model = adapter.model
+        model.set_attn_implementation("eager")
+        try:
+            with torch.no_grad():
+                atts = model(**inputs, output_attentions=True).attentions
+        finally:
+            model.set_attn_implementation("sdpa")
+        pad = adapter.video_token_id if view == "video" else adapter.image_token_id
+        mask = inputs["input_ids"] == pad
+        vec = rollout(atts, mask, adapter.layers.start, adapter.layers.stop)
+        ref = adapter._to_grid(vec, mask, inputs, view)
+        assert torch.allclose(res.attention, ref, rtol=1e-4, atol=1e-7), view
+
+
+def test_rollout_layers_and_head_weighting_options():
+    from decafbench.adapters.registry import create_adapter
+
+    ad = create_adapter("qwen2-vl:tiny", rollout=RolloutConfig(start=1, head_weighting="mean"), video_tokens_per_frame=4, image_tokens=16)
+    assert ad.layers == range(1, 4)
+    r = ad.attend(ad.open(_frames(2), "video"), PROMPT, max_new_tokens=1)
+    assert r.attention.shape[0] == 1 and torch.isfinite(r.attention).all()
+    with pytest.raises(InputError, match="rollout layers"):
+        create_adapter("qwen2-vl:tiny", rollout=RolloutConfig(start=5))
+
+
+def test_qwen25_tiny_views():
+    from decafbench.adapters.registry import create_adapter
+
+    ad = create_adapter("qwen2-vl:tiny-2.5", video_tokens_per_frame=16, image_tokens=64)
+    assert ad.model.config.model_type == "qwen2_5_vl"
+    frames = _frames(4)
+    v = ad.attend(ad.open(frames, "video"), PROMPT, max_new_tokens=2)
+    f = ad.attend(ad.open(frames, "frame"), PROMPT, max_new_tokens=2)
+    h, w = v.attention.shape[1:]
+    assert v.attention.shape == (2, h, w) and f.attention.shape == (4, 2 * h, 2 * w)
+    assert len(f.texts) == 4 and isinstance(ad.answer("Pick one: cat, dog."), str)
+
+
+def test_bad_inputs(adapter, monkeypatch):
+    import decafbench.rollout as R
+
+    with pytest.raises(InputError, match="no key frames"):
+        adapter.open([], "video")
+    with pytest.raises(InputError, match="differ in size"):
+        adapter.open(_frames(1) + _frames(1, size=(60, 80)), "video")
+    with pytest.raises(InputError, match="view"):
+        adapter.open(_frames(2), "both")
+    with pytest.raises(InputError, match="dtype"):
+        type(adapter).from_checkpoint("tiny", dtype="float8")
+    with pytest.raises(InputError, match="does not exist"):
+        type(adapter).from_checkpoint("/nonexistent/qwen-folder")
+    session = adapter.open(_frames(2), "video")
+    monkeypatch.setattr(adapter, "video_token_id", adapter.image_token_id)
+    with pytest.raises(InputError, match="empty visual span"):
+        adapter.attend(session, PROMPT, max_new_tokens=1)
+    monkeypatch.undo()
+
+    class NaNRollout(R.StreamingRollout):
+        def result(self):
+            return torch.full((self.batch, self.length), float("nan"))
+
+    monkeypatch.setattr(R, "StreamingRollout", NaNRollout)
+    with pytest.raises(InputError, match="NaN"):
+        adapter.attend(session, PROMPT, max_new_tokens=1)
+
+
+def test_answer_text_only(adapter):
+    a = adapter.answer("Expression: the cat. Candidates: cat, dog. Answer in one word.", max_new_tokens=3)
+    assert isinstance(a, str)
+    assert a == adapter.answer("Expression: the cat. Candidates: cat, dog. Answer in one word.", max_new_tokens=3)
