@@ -1,0 +1,421 @@
+"""Paired statistics over per-expression scores: bootstrap CIs, paired tests, Holm.
+
+Why this shape: every comparison of two runs is paired (same expressions, same videos), and
+expressions of one video are correlated, so every function takes optional ``clusters``
+(video ids): with them, resampling and sign flips act on whole videos. The statistic is
+always the (optionally weighted) mean over expressions, written as a ratio of per-unit
+sums ``sum(c_u * num_u) / sum(c_u * den_u)``; a unit is an expression or a video.
+
+Speed comes from one index (or sign) matrix of shape (resamples, units), drawn in chunks
+that bound memory and turned into counts, so that a single matrix product gives the
+resampled means of all runs and all differences at once. No Python loop per resample;
+:mod:`decafbench.reference.stats` has the one-resample-at-a-time versions that the tests
+compare against, draw for draw (same seed, same random stream).
+
+Randomness: every function takes ``seed`` (an int or a ``numpy.random.Generator``).
+:func:`streams` splits one seed into independent bootstrap and permutation streams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Sequence
+
+import numpy as np
+from scipy import special
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Method = Literal["percentile", "bca"]
+Seed = int | np.random.Generator | None
+#: cap on the entries of one chunk of the (resamples x units) matrix (~32 MB as int64)
+DEFAULT_MAX_ELEMENTS = 1 << 22
+
+
+def rng_of(seed: Seed) -> np.random.Generator:
+    """A Generator from an int seed (or the Generator itself, to continue its stream)."""
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Independent (bootstrap, permutation) generators derived from one user seed."""
+    boot, perm = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(boot), np.random.default_rng(perm)
+
+
+# -- the design: per-unit numerators and denominators ---------------------------------------
+@dataclass(frozen=True)
+class Design:
+    """Per-unit sums: ``num`` (units x k) of weighted values, ``den`` (units,) of weights."""
+
+    num: np.ndarray
+    den: np.ndarray
+
+    @classmethod
+    def build(cls, values: np.ndarray, clusters: Sequence | np.ndarray | None = None,
+              weights: np.ndarray | None = None) -> "Design":
+        """Units are expressions (no clusters) or the sorted unique cluster ids."""
+        v = np.asarray(values, dtype=float)
+        v = v[:, None] if v.ndim == 1 else v
+        if v.ndim != 2 or v.shape[0] == 0:
+            raise ValueError("values must be a non-empty 1-D or 2-D array")
+        if not np.isfinite(v).all():
+            raise ValueError("values must be finite")
+        w = np.ones(v.shape[0]) if weights is None else np.asarray(weights, dtype=float)
+        if w.shape != (v.shape[0],) or (w <= 0).any():
+            raise ValueError("weights must be positive, one per value")
+        if clusters is None:
+            return cls(v * w[:, None], w)
+        labels = np.asarray(clusters)
+        if labels.shape != (v.shape[0],):
+            raise ValueError("clusters must give one id per value")
+        _, inverse = np.unique(labels, return_inverse=True)
+        n_units = int(inverse.max()) + 1
+        num = np.zeros((n_units, v.shape[1]))
+        np.add.at(num, inverse, v * w[:, None])
+        return cls(num, np.bincount(inverse, weights=w, minlength=n_units))
+
+    @property
+    def units(self) -> int:
+        return int(self.den.shape[0])
+
+    def estimate(self) -> np.ndarray:
+        return self.num.sum(0) / self.den.sum()
+
+    def jackknife(self) -> np.ndarray:
+        """Leave-one-unit-out estimates, (units x k); needs at least two units."""
+        return (self.num.sum(0) - self.num) / (self.den.sum() - self.den)[:, None]
+
+    def unit_means(self) -> np.ndarray:
+        return self.num / self.den[:, None]
+
+
+def _chunks(resamples: int, units: int, max_elements: int):
+    step = max(1, max_elements // max(units, 1))
+    for start in range(0, resamples, step):
+        yield start, min(step, resamples - start)
+
+
+def bootstrap_means(design: Design, resamples: int, seed: Seed = 0,
+                    max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.ndarray:
+    """Resampled estimates (resamples x k): units drawn with replacement, row by row.
+
+    Row r uses the r-th ``rng.integers(0, units, units)`` draw, exactly as the loop
+    reference does, so both see the same resamples for the same seed.
+    """
+    rng, c = rng_of(seed), design.units
+    out = np.empty((resamples, design.num.shape[1]))
+    for start, m in _chunks(resamples, c, max_elements):
+        idx = rng.integers(0, c, size=(m, c))
+        idx += (np.arange(m) * c)[:, None]
+        counts = np.bincount(idx.ravel(), minlength=m * c).reshape(m, c).astype(float)
+        out[start:start + m] = (counts @ design.num) / (counts @ design.den)[:, None]
+    return out
+
+
+def signflip_means(design: Design, resamples: int, seed: Seed = 0,
+                   max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.ndarray:
+    """Estimates after flipping the sign of each unit's (difference) sum at random.
+
+    Row r uses the r-th ``rng.random(units) < 0.5`` draw (True = flipped).
+    """
+    rng, c = rng_of(seed), design.units
+    out = np.empty((resamples, design.num.shape[1]))
+    total = design.den.sum()
+    for start, m in _chunks(resamples, c, max_elements):
+        signs = np.where(rng.random((m, c)) < 0.5, -1.0, 1.0)
+        out[start:start + m] = (signs @ design.num) / total
+    return out
+
+
+# -- intervals and p-values from resampled statistics -----------------------------------------
+def tie_tolerance(design: Design) -> np.ndarray:
+    """Absolute slack for ``>=`` comparisons so that float noise never decides a tie."""
+    return 1e-10 * (np.abs(design.num).sum(0) / design.den.sum() + 1e-300)
+
+
+def percentile_interval(boot: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    alpha = 1.0 - confidence
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2], axis=0)
+    return lo, hi
+
+
+def bca_interval(boot: np.ndarray, estimate: np.ndarray, jackknife: np.ndarray,
+                 confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Efron's bias-corrected and accelerated interval (Efron & Tibshirani 14.3, 15.4).
+
+    z0 from the share of resamples below the estimate (ties count half, as scipy does),
+    clipped to [1/(2B), 1 - 1/(2B)] so it stays finite; acceleration from the jackknife
+    (0 when the jackknife has no spread). A degenerate bootstrap distribution (constant up
+    to float noise) gives the point interval at the estimate.
+    """
+    b = boot.shape[0]
+    alpha = 1.0 - confidence
+    below = (boot < estimate).sum(0) + (boot <= estimate).sum(0)
+    prop = np.clip(below / (2.0 * b), 0.5 / b, 1 - 0.5 / b)
+    z0 = special.ndtri(prop)
+    dev = jackknife.mean(0) - jackknife
+    den = 6.0 * (dev ** 2).sum(0) ** 1.5
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(den > 0, (dev ** 3).sum(0) / np.where(den > 0, den, 1.0), 0.0)
+    lo, hi = np.empty_like(estimate), np.empty_like(estimate)
+    for j in range(boot.shape[1]):
+        col = boot[:, j]
+        if col.max() - col.min() <= 1e-12 * max(1.0, float(np.abs(col).max())):
+            lo[j] = hi[j] = estimate[j]
+            continue
+        qs = []
+        for z in (special.ndtri(alpha / 2), special.ndtri(1 - alpha / 2)):
+            qs.append(special.ndtr(z0[j] + (z0[j] + z) / (1 - acc[j] * (z0[j] + z))))
+        lo[j], hi[j] = np.quantile(col, qs)
+    return lo, hi
+
+
+def bootstrap_p_two_sided(boot: np.ndarray, tol: np.ndarray) -> np.ndarray:
+    """Two-sided p of H0 "difference = 0" from a paired bootstrap distribution.
+
+    ``2 * min(P*(d <= 0), P*(d >= 0))`` with the +1 correction; p < alpha exactly when 0
+    lies outside the (1 - alpha) percentile interval, up to that correction.
+    """
+    b = boot.shape[0]
+    le = (boot <= tol).sum(0)
+    ge = (boot >= -tol).sum(0)
+    return np.minimum(1.0, 2.0 * (1.0 + np.minimum(le, ge)) / (b + 1.0))
+
+
+def permutation_p_two_sided(flipped: np.ndarray, observed: np.ndarray, tol: np.ndarray) -> np.ndarray:
+    """``(1 + #{|t*| >= |t|}) / (B + 1)`` over sign-flip statistics."""
+    hits = (np.abs(flipped) >= np.abs(observed) - tol).sum(0)
+    return (1.0 + hits) / (flipped.shape[0] + 1.0)
+
+
+# -- one-call public API ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Interval:
+    estimate: float
+    low: float
+    high: float
+    method: str
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """``diff = mean(b) - mean(a)`` with its paired-bootstrap CI and two-sided p-values."""
+
+    diff: float
+    low: float
+    high: float
+    p_bootstrap: float
+    p_permutation: float
+
+
+def bootstrap_ci(values: np.ndarray, *, clusters: Sequence | np.ndarray | None = None,
+                 weights: np.ndarray | None = None, resamples: int = 10_000, confidence: float = 0.95,
+                 method: Method = "percentile", seed: Seed = 0) -> Interval:
+    """CI of the (weighted) mean of ``values``; with ``clusters`` a cluster bootstrap."""
+    design = Design.build(values, clusters, weights)
+    boot = bootstrap_means(design, resamples, seed)
+    est = design.estimate()
+    if method == "percentile":
+        lo, hi = percentile_interval(boot, confidence)
+    elif method == "bca":
+        jk = design.jackknife() if design.units > 1 else np.repeat(est[None], 1, axis=0)
+        lo, hi = bca_interval(boot, est, jk, confidence)
+    else:
+        raise ValueError(f"unknown method {method!r} (percentile or bca)")
+    return Interval(float(est[0]), float(lo[0]), float(hi[0]), method)
+
+
+def _paired_design(a: np.ndarray, b: np.ndarray, clusters, weights) -> Design:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError("a and b must be 1-D arrays of the same length (paired)")
+    return Design.build(b - a, clusters, weights)
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, clusters=None, weights=None,
+                     resamples: int = 10_000, confidence: float = 0.95,
+                     seed: Seed = 0) -> tuple[Interval, float]:
+    """Percentile CI of mean(b - a) and the two-sided bootstrap p of H0: no difference."""
+    design = _paired_design(a, b, clusters, weights)
+    boot = bootstrap_means(design, resamples, seed)
+    lo, hi = percentile_interval(boot, confidence)
+    p = bootstrap_p_two_sided(boot, tie_tolerance(design))
+    return Interval(float(design.estimate()[0]), float(lo[0]), float(hi[0]), "percentile"), float(p[0])
+
+
+def permutation_test(a: np.ndarray, b: np.ndarray, *, clusters=None, weights=None,
+                     resamples: int = 10_000, seed: Seed = 0) -> float:
+    """Two-sided approximate randomization test: random sign flips of the paired
+    differences (of whole clusters' sums when ``clusters`` is given)."""
+    design = _paired_design(a, b, clusters, weights)
+    flipped = signflip_means(design, resamples, seed)
+    return float(permutation_p_two_sided(flipped, design.estimate(), tie_tolerance(design))[0])
+
+
+def wilcoxon_p(a: np.ndarray, b: np.ndarray, clusters=None) -> float:
+    """scipy's Wilcoxon signed-rank p (on per-cluster mean differences when clustered);
+    1.0 when every difference is zero (scipy has nothing to rank)."""
+    from scipy import stats
+
+    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    if clusters is not None:
+        d = Design.build(d, clusters).unit_means()[:, 0]
+    if not np.any(d != 0):
+        return 1.0
+    return float(stats.wilcoxon(d).pvalue)
+
+
+def holm(pvals: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values, in the input order (NaNs stay NaN, not counted)."""
+    p = np.asarray(pvals, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = ok.size
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out[order] = adjusted
+    return out
+
+
+@dataclass(frozen=True)
+class RegressionResult:
+    """candidate - baseline; ``regressed`` when it is below -tolerance at one-sided alpha."""
+
+    diff: float
+    low: float
+    high: float
+    p_one_sided: float
+    tolerance: float
+    alpha: float
+
+    @property
+    def regressed(self) -> bool:
+        return self.diff < -self.tolerance and self.p_one_sided < self.alpha
+
+
+def regression_test(baseline: np.ndarray, candidate: np.ndarray, *, tolerance: float = 0.005,
+                    alpha: float = 0.05, clusters=None, resamples: int = 10_000,
+                    confidence: float = 0.95, seed: Seed = 0) -> RegressionResult:
+    """One-sided paired bootstrap of H0: diff >= -tolerance vs H1: diff < -tolerance.
+
+    ``p = (1 + #{d* >= -tolerance}) / (B + 1)``: small when almost every resampled
+    difference lies below -tolerance. Same units as the values (fractions here).
+    """
+    design = _paired_design(baseline, candidate, clusters, None)
+    boot = bootstrap_means(design, resamples, seed)
+    lo, hi = percentile_interval(boot, confidence)
+    p = (1.0 + (boot[:, 0] >= -tolerance - tie_tolerance(design)[0]).sum()) / (resamples + 1.0)
+    return RegressionResult(float(design.estimate()[0]), float(lo[0]), float(hi[0]), float(p),
+                            tolerance, alpha)
+
+
+# -- run records ------------------------------------------------------------------------------
+Unit = Literal["expression", "video"]
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """Scores of several runs on the expressions they all share, in one matrix."""
+
+    labels: list[str]
+    keys: list[tuple[str, str]]  # shared (video, exp_id), sorted
+    values: np.ndarray  # (n shared, k runs), fractions
+    unshared: list[int]  # per run: its scored expressions outside the shared set
+
+    @property
+    def videos(self) -> np.ndarray:
+        return np.asarray([v for v, _ in self.keys], dtype=object)
+
+    def clusters(self, unit: Unit) -> np.ndarray | None:
+        if unit not in ("expression", "video"):
+            from .errors import InputError
+
+            raise InputError(f"--unit must be 'expression' or 'video', not {unit!r}")
+        return self.videos if unit == "video" else None
+
+
+def unique_labels(records: Sequence) -> list[str]:
+    """Run labels (manifest name or folder); the path where two runs share a name."""
+    labels = [r.label for r in records]
+    return [str(r.path) if labels.count(lab) > 1 else lab for r, lab in zip(records, labels)]
+
+
+def align_runs(records: Sequence, metric: str = "JF") -> Aligned:
+    """Pair runs on their shared, non-failed expressions (InputError if none are shared)."""
+    from .errors import InputError
+
+    series = []
+    for rec in records:
+        s = rec.scores(metric)
+        if s.index.duplicated().any():
+            video, exp = s.index[s.index.duplicated()][0]
+            raise InputError(f"expression ({video}, {exp}) appears twice", rec.path / "per_expression.csv")
+        series.append(s)
+    shared = series[0].index
+    for s in series[1:]:
+        shared = shared.intersection(s.index)
+    if len(shared) == 0:
+        raise InputError(f"the runs share no scored expressions for metric {metric!r}: "
+                         + ", ".join(str(r.path) for r in records))
+    shared = shared.sort_values()
+    values = np.column_stack([s.loc[shared].to_numpy(dtype=float) for s in series])
+    return Aligned(unique_labels(records), [tuple(map(str, k)) for k in shared], values,
+                   [int(len(s) - len(shared)) for s in series])
+
+
+def analyse_runs(aligned: Aligned, *, baseline: int | None = None, unit: Unit = "expression",
+                 resamples: int = 10_000, seed: int = 0,
+                 confidence: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-run means with percentile and BCa CIs, and every pairwise (or vs-baseline)
+    comparison: diff = run_b - run_a in points (0..100), paired-bootstrap CI, bootstrap,
+    sign-flip permutation and Wilcoxon p, and Holm over the permutation p-values.
+
+    One bootstrap matrix serves all runs and differences, one sign matrix all differences.
+    """
+    import pandas as pd
+
+    k = aligned.values.shape[1]
+    pairs = ([(baseline, j) for j in range(k) if j != baseline] if baseline is not None
+             else [(i, j) for i in range(k) for j in range(i + 1, k)])
+    clusters = aligned.clusters(unit)
+    vals = aligned.values
+    diffs = np.column_stack([vals[:, j] - vals[:, i] for i, j in pairs]) if pairs else np.empty((len(vals), 0))
+    design = Design.build(np.column_stack([vals, diffs]), clusters)
+    boot_rng, perm_rng = streams(seed)
+    boot = bootstrap_means(design, resamples, boot_rng)
+    est = design.estimate()
+    lo, hi = percentile_interval(boot, confidence)
+    jk = design.jackknife() if design.units > 1 else est[None]
+    blo, bhi = bca_interval(boot[:, :k], est[:k], jk[:, :k], confidence)
+    runs = pd.DataFrame({
+        "run": aligned.labels, "n": len(vals), "not_shared": aligned.unshared,
+        "mean": 100 * est[:k], "ci_low": 100 * lo[:k], "ci_high": 100 * hi[:k],
+        "bca_low": 100 * blo, "bca_high": 100 * bhi,
+    })
+    cols = ["run_a", "run_b", "n", "diff", "ci_low", "ci_high", "p_bootstrap", "p_permutation",
+            "p_wilcoxon", "p_holm"]
+    if not pairs:
+        return runs, pd.DataFrame(columns=cols)
+    dd = Design(design.num[:, k:], design.den)
+    tol = tie_tolerance(dd)
+    p_boot = bootstrap_p_two_sided(boot[:, k:], tol)
+    p_perm = permutation_p_two_sided(signflip_means(dd, resamples, perm_rng), est[k:], tol)
+    p_wil = [wilcoxon_p(vals[:, i], vals[:, j], clusters) for i, j in pairs]
+    table = pd.DataFrame({
+        "run_a": [aligned.labels[i] for i, _ in pairs], "run_b": [aligned.labels[j] for _, j in pairs],
+        "n": len(vals), "diff": 100 * est[k:], "ci_low": 100 * lo[k:], "ci_high": 100 * hi[k:],
+        "p_bootstrap": p_boot, "p_permutation": p_perm, "p_wilcoxon": p_wil, "p_holm": holm(p_perm),
+    })
+    return runs, table[cols]
+
+
+def compare_runs(records: Sequence, *, baseline: int | None = None, metric: str = "JF",
+                 unit: Unit = "expression", resamples: int = 10_000, seed: int = 0,
+                 confidence: float = 0.95) -> pd.DataFrame:
+    """One row per comparison (see :func:`analyse_runs`); ``baseline`` indexes ``records``."""
+    return analyse_runs(align_runs(records, metric), baseline=baseline, unit=unit,
+                        resamples=resamples, seed=seed, confidence=confidence)[1]

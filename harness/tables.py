@@ -1,0 +1,346 @@
+"""Leaderboards: one table object, rendered to Markdown, CSV, LaTeX and HTML.
+
+Why own renderers: pandas' Styler (``to_latex``/``to_html``) needs jinja2 and
+``DataFrame.to_markdown`` needs tabulate, neither a dependency of decafbench. The
+:class:`Table` keeps numbers (mean, CI, best, tie-with-best) rather than strings, so every
+format shows the same facts; :meth:`Table.to_frame` is the pandas view (and the CSV).
+
+A leaderboard has one row per method configuration (adapter, checkpoint, fusion variant,
+mask kind from the run manifests; keys equal on every row move to a note) and one column
+group per benchmark split (the manifest keys in ``group_by``); each group has J, F and J&F
+columns. Runs whose expressions carry ReVOS-style splits (``referring`` and ``reasoning``)
+get one group per split and an ``overall`` group, the mean of the two split means
+(expressions weighted 1/(2 n_split)).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from . import stats
+from .errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FORMATS = ("md", "csv", "tex", "html")
+IDENTITY = ("adapter", "checkpoint", "variant", "mask_kind")
+METRICS = (("J", "J"), ("F", "F"), ("JF", "J&F"))
+REVOS_SPLITS = ("referring", "reasoning")
+DAGGER = "\u2020"
+
+
+@dataclass
+class Cell:
+    """One mean (points) with its CI; ``best`` in its column, ``tied`` = not significantly
+    below the best (``p`` of the paired test against the best)."""
+
+    value: float = math.nan
+    low: float = math.nan
+    high: float = math.nan
+    n: int = 0
+    best: bool = False
+    tied: bool = False
+    p: float = math.nan
+
+    @property
+    def empty(self) -> bool:
+        return math.isnan(self.value)
+
+
+@dataclass
+class Table:
+    index_names: list[str]
+    index: list[tuple[str, ...]]
+    groups: list[tuple[str, list[str]]]  # (group header, metric names)
+    cells: list[list[Cell]]  # rows x flattened (group, metric) columns
+    title: str = ""
+    notes: list[str] = field(default_factory=list)
+    digits: int = 1
+
+    @property
+    def columns(self) -> list[tuple[str, str]]:
+        return [(g, m) for g, metrics in self.groups for m in metrics]
+
+    def number(self, cell: Cell) -> str:
+        return "" if cell.empty else f"{cell.value:.{self.digits}f}"
+
+    def halfwidth(self, cell: Cell) -> str:
+        if cell.empty or math.isnan(cell.low):
+            return ""
+        return f"\u00b1{(cell.high - cell.low) / 2:.{self.digits}f}"
+
+    def to_frame(self) -> pd.DataFrame:
+        """Flat numeric frame: id columns, then value / ci_low / ci_high / best / tied."""
+        import pandas as pd
+
+        data: dict[str, list] = {name: [r[i] for r in self.index] for i, name in enumerate(self.index_names)}
+        for c, (g, m) in enumerate(self.columns):
+            col = [row[c] for row in self.cells]
+            data[f"{g} {m}"] = [x.value for x in col]
+            data[f"{g} {m} ci_low"] = [x.low for x in col]
+            data[f"{g} {m} ci_high"] = [x.high for x in col]
+            data[f"{g} {m} best"] = [x.best for x in col]
+            data[f"{g} {m} tied"] = [x.tied for x in col]
+        return pd.DataFrame(data)
+
+
+# -- renderers ----------------------------------------------------------------------------------
+def to_markdown(t: Table) -> str:
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    def cell(c: Cell) -> str:
+        if c.empty:
+            return "\u2013"
+        num = f"**{t.number(c)}**" if c.best else t.number(c)
+        return f"{num} {t.halfwidth(c)}{DAGGER if c.tied else ''}".strip()
+
+    head = [esc(n) for n in t.index_names] + [esc(f"{g} {m}") for g, m in t.columns]
+    lines = [f"**{esc(t.title)}**", ""] if t.title else []
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join([":---"] * len(t.index_names) + ["---:"] * len(t.columns)) + "|")
+    for key, row in zip(t.index, t.cells):
+        lines.append("| " + " | ".join([esc(k) for k in key] + [cell(c) for c in row]) + " |")
+    lines += [""] + [f"{esc(n)}  " for n in t.notes] if t.notes else []
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+        DAGGER: r"$^\dagger$", "\u00b1": r"$\pm$", "\u2013": "--"}
+
+
+def tex_escape(s: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in s)
+
+
+def to_latex(t: Table) -> str:
+    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``), notes as a paragraph below."""
+    k = len(t.index_names)
+    out = [r"\begin{tabular}{" + "l" * k + "r" * len(t.columns) + "}", r"\toprule"]
+    top, rules, col = [""] * k, [], k + 1
+    for g, metrics in t.groups:
+        top.append(rf"\multicolumn{{{len(metrics)}}}{{c}}{{{tex_escape(g)}}}")
+        rules.append(rf"\cmidrule(lr){{{col}-{col + len(metrics) - 1}}}")
+        col += len(metrics)
+    out += [" & ".join(top) + r" \\", " ".join(rules)]
+    out.append(" & ".join([tex_escape(n) for n in t.index_names] +
+                          [tex_escape(m) for _, m in t.columns]) + r" \\")
+    out.append(r"\midrule")
+    for key, row in zip(t.index, t.cells):
+        cells = []
+        for c in row:
+            if c.empty:
+                cells.append("--")
+                continue
+            num = rf"\textbf{{{t.number(c)}}}" if c.best else t.number(c)
+            hw = rf"\,{{\scriptsize {tex_escape(t.halfwidth(c))}}}" if t.halfwidth(c) else ""
+            cells.append(num + hw + (r"$^\dagger$" if c.tied else ""))
+        out.append(" & ".join([tex_escape(x) for x in key] + cells) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    if t.notes:  # after the tabular, so long notes wrap to the text width
+        out.append(r"\par\smallskip{\footnotesize " + " ".join(tex_escape(n) for n in t.notes) + "}")
+    if t.title:
+        out.insert(0, f"% {t.title}")
+    return "\n".join(out) + "\n"
+
+
+def to_html(t: Table) -> str:
+    e = html.escape
+    k = len(t.index_names)
+    out = ["<table>"]
+    if t.title:
+        out.append(f"<caption>{e(t.title)}</caption>")
+    out.append("<thead>")
+    out.append("<tr>" + "".join(f'<th rowspan="2">{e(n)}</th>' for n in t.index_names) +
+               "".join(f'<th colspan="{len(m)}">{e(g)}</th>' for g, m in t.groups) + "</tr>")
+    out.append("<tr>" + "".join(f"<th>{e(m)}</th>" for _, m in t.columns) + "</tr>")
+    out.append("</thead>\n<tbody>")
+    for key, row in zip(t.index, t.cells):
+        tds = [f"<td>{e(x)}</td>" for x in key]
+        for c in row:
+            if c.empty:
+                tds.append("<td>&ndash;</td>")
+                continue
+            num = f"<strong>{t.number(c)}</strong>" if c.best else t.number(c)
+            hw = f" <small>{e(t.halfwidth(c))}</small>" if t.halfwidth(c) else ""
+            tds.append(f'<td style="text-align:right">{num}{hw}{"<sup>&dagger;</sup>" if c.tied else ""}</td>')
+        out.append("<tr>" + "".join(tds) + "</tr>")
+    out.append("</tbody>")
+    if t.notes:
+        span = k + len(t.columns)
+        out.append("<tfoot>" + "".join(f'<tr><td colspan="{span}">{e(n)}</td></tr>' for n in t.notes) + "</tfoot>")
+    out.append("</table>")
+    return "\n".join(out) + "\n"
+
+
+def render(t: Table, fmt: str) -> str:
+    """The table as text in ``fmt`` (md, csv, tex or html)."""
+    if fmt == "md":
+        return to_markdown(t)
+    if fmt == "csv":
+        return t.to_frame().to_csv(index=False)
+    if fmt == "tex":
+        return to_latex(t)
+    if fmt == "html":
+        return to_html(t)
+    raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+
+
+def format_for(path: str | None, fmt: str | None) -> str:
+    """--format if given, else from the --out extension, else Markdown."""
+    if fmt:
+        return fmt
+    ext = (path or "").rsplit(".", 1)[-1].lower() if path and "." in path else ""
+    return {"md": "md", "markdown": "md", "csv": "csv", "tex": "tex", "latex": "tex",
+            "html": "html", "htm": "html"}.get(ext, "md")
+
+
+# -- leaderboards -------------------------------------------------------------------------------
+def manifest_value(manifest: dict, key: str) -> str:
+    """A manifest field, looked up at the top level and then under ``config``."""
+    value = manifest.get(key)
+    if value is None and isinstance(manifest.get("config"), dict):
+        value = manifest["config"].get(key)
+    return "" if value is None else str(value)
+
+
+@dataclass
+class _Column:
+    """One run's scores for one (group, metric) column; ``splits`` set for ReVOS overall."""
+
+    values: pd.Series
+    splits: pd.Series | None = None
+
+    def weights(self, keys) -> np.ndarray | None:
+        if self.splits is None:
+            return None
+        s = self.splits.loc[keys]
+        return (1.0 / (2.0 * s.map(s.value_counts()))).to_numpy(dtype=float)
+
+
+def _run_columns(rec, group: str) -> list[tuple[str, str, _Column]]:
+    """(group header, metric label, column) for every metric the run has."""
+    t = rec.table
+    keys = t.set_index(["video", "exp_id"]).index
+    if keys.duplicated().any():
+        video, exp = keys[keys.duplicated()][0]
+        raise InputError(f"expression ({video}, {exp}) appears twice", rec.path / "per_expression.csv")
+    split_of = t.set_index(["video", "exp_id"])["split"].astype(str).str.lower()
+    revos = set(split_of.unique()) - {""} == set(REVOS_SPLITS)
+    out = []
+    for name in (REVOS_SPLITS + ("overall",)) if revos else (None,):
+        header = group if name is None else f"{group} {name}"
+        for metric, label in METRICS:
+            if metric not in t:
+                continue
+            s = rec.scores(metric)
+            if name in REVOS_SPLITS:
+                out.append((header, label, _Column(s[split_of.loc[s.index] == name])))
+            else:
+                out.append((header, label, _Column(s, split_of.loc[s.index] if revos else None)))
+    return out
+
+
+def build_leaderboard(records: Sequence, *, group_by: Sequence[str] = ("benchmark", "split"),
+                      unit: stats.Unit = "expression", resamples: int = 10_000, seed: int = 0,
+                      confidence: float = 0.95, alpha: float = 0.05, digits: int = 1) -> Table:
+    """Rows: configurations; columns: J, F, J&F per group, mean with a bootstrap CI.
+
+    Per column the best mean is bold; a row is marked when a paired sign-flip permutation
+    test against the best, on the expressions both share, gives p >= alpha (two-sided, no
+    multiplicity adjustment, so a mark is the conservative claim). Rows are sorted by the
+    first group's J&F. Every cell uses the same streams from ``seed``.
+    """
+    if not records:
+        raise InputError("leaderboard needs at least one run record")
+    if unit not in ("expression", "video"):
+        raise InputError(f"--unit must be 'expression' or 'video', not {unit!r}")
+    labels = stats.unique_labels(records)
+    ident = [tuple(manifest_value(r.manifest, k) for k in IDENTITY) for r in records]
+    keep = [i for i in range(len(IDENTITY)) if len({row[i] for row in ident}) > 1]
+    constant = [f"{k}={ident[0][i]}" for i, k in enumerate(IDENTITY) if i not in keep and ident[0][i]]
+    names = [IDENTITY[i] for i in keep]
+    rows = [tuple(row[i] for i in keep) for row in ident]
+    groups = [" ".join(v for v in (manifest_value(r.manifest, k) for k in group_by) if v) or "all"
+              for r in records]
+    if not names or len(set(zip(rows, groups))) < len(records):
+        names, rows = ["run", *names], [(lab, *row) for lab, row in zip(labels, rows)]
+    entries: dict[tuple, dict[tuple[str, str], _Column]] = {}
+    col_order: list[tuple[str, str]] = []
+    for rec, row, group in zip(records, rows, groups):
+        for header, metric, column in _run_columns(rec, group):
+            entries.setdefault(row, {})[(header, metric)] = column
+            if (header, metric) not in col_order:
+                col_order.append((header, metric))
+    index = list(entries)
+    cells = [[Cell() for _ in col_order] for _ in index]
+    for c, colkey in enumerate(col_order):
+        _fill_column(cells, c, [entries[r].get(colkey) for r in index], unit, resamples, seed,
+                     confidence, alpha)
+    sort_col = next((c for c, (_, m) in enumerate(col_order) if m == "J&F"), 0)
+    def sort_key(i: int) -> tuple:
+        cell = cells[i][sort_col] if col_order else Cell()
+        return (cell.empty, 0.0 if cell.empty else -cell.value, index[i])
+
+    order = sorted(range(len(index)), key=sort_key)
+    grouped: list[tuple[str, list[str]]] = []
+    for header, metric in col_order:
+        if not grouped or grouped[-1][0] != header:
+            grouped.append((header, []))
+        grouped[-1][1].append(metric)
+    pct = round(100 * confidence)
+    notes = [f"Mean over expressions in points (0-100) \u00b1 half-width of the {pct}% percentile "
+             f"bootstrap CI (unit={unit}, {resamples} resamples, seed={seed}).",
+             f"Bold: best in its column. {DAGGER}: not significantly different from the best "
+             f"(paired sign-flip permutation test on shared expressions, two-sided, alpha={alpha}, "
+             "no multiplicity adjustment)."]
+    if constant:
+        notes.append("All rows: " + ", ".join(constant) + ".")
+    if any(h.endswith(" overall") for h, _ in col_order):
+        notes.append("overall = mean of the referring and reasoning split means.")
+    failed = [f"{lab}: {int(r.manifest.get('n_failed', 0))}" for lab, r in zip(labels, records)
+              if int(r.manifest.get("n_failed", 0) or 0) > 0]
+    if failed:
+        notes.append("Failed expressions excluded: " + ", ".join(failed) + ".")
+    return Table(names, [index[i] for i in order], grouped, [cells[i] for i in order],
+                 title="", notes=notes, digits=digits)
+
+
+def _fill_column(cells, c: int, columns: list[_Column | None], unit, resamples, seed,
+                 confidence, alpha) -> None:
+    """Mean and CI of every run in column ``c``, then the paired test of each against the best."""
+    for r, col in enumerate(columns):
+        if col is None or len(col.values) == 0:
+            continue
+        keys = col.values.index
+        clusters = keys.get_level_values(0).to_numpy() if unit == "video" else None
+        design = stats.Design.build(col.values.to_numpy(dtype=float), clusters, col.weights(keys))
+        boot = stats.bootstrap_means(design, resamples, stats.streams(seed)[0])
+        lo, hi = stats.percentile_interval(boot, confidence)
+        cells[r][c] = Cell(100 * float(design.estimate()[0]), 100 * float(lo[0]), 100 * float(hi[0]),
+                           n=len(keys))
+    filled = [r for r, col in enumerate(columns) if col is not None and not cells[r][c].empty]
+    if not filled:
+        return
+    best = max(filled, key=lambda r: cells[r][c].value)
+    cells[best][c].best = True
+    for r in filled:
+        if r == best:
+            continue
+        shared = columns[best].values.index.intersection(columns[r].values.index).sort_values()
+        if len(shared) == 0:
+            continue
+        d = (columns[r].values.loc[shared] - columns[best].values.loc[shared]).to_numpy(dtype=float)
+        clusters = shared.get_level_values(0).to_numpy() if unit == "video" else None
+        design = stats.Design.build(d, clusters, columns[best].weights(shared))
+        flipped = stats.signflip_means(design, resamples, stats.streams(seed)[1])
+        p = stats.permutation_p_two_sided(flipped, design.estimate(), stats.tie_tolerance(design))
+        cells[r][c].p = float(p[0])
+        cells[r][c].tied = bool(p[0] >= alpha)
