@@ -1,0 +1,276 @@
+"""Shared machinery of adapters that feed visual features as ``inputs_embeds``.
+
+LLaVA-OneVision and InternVL both encode a view's frames once with the stock model's own
+feature methods, lay the prompt out with exactly the visual tokens the map needs, splice the
+features into the token embeddings and run prefill (with attention capture and streaming
+rollout) and greedy decoding. Each family supplies the hooks (encode, prompt layout, grid).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+from decafbench.errors import InputError
+
+from .base import Adapter, AdapterSpec, Session, View, ViewResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from decafbench.rollout import RolloutConfig
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def torch_dtype(dtype: str) -> Any:
+    import torch
+
+    if dtype not in DTYPES:
+        raise InputError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    return getattr(torch, dtype)
+
+
+def prompt_words() -> list[str]:
+    """Every word of every registered prompt wording (keeps tiny tokenizers' prompts short)."""
+    from decafbench.prompts import PROMPTS, get_prompts
+
+    return [w for name in PROMPTS.names() for w in " ".join(get_prompts(name).to_dict().values()).split()]
+
+
+def load_checked(checkpoint: str, model_types: tuple[str, ...], model_cls: Any, proc_cls: Any, dt: Any, attn: str) -> tuple[Any, Any]:
+    """A local folder or hub id with the family's stock classes, after a model_type check."""
+    from transformers import AutoConfig
+
+    looks_local = checkpoint.startswith((".", "/", "~")) or Path(checkpoint).expanduser().exists()
+    if looks_local and not Path(checkpoint).expanduser().is_dir():
+        raise InputError("checkpoint folder does not exist", path=checkpoint)
+    try:
+        config = AutoConfig.from_pretrained(checkpoint)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load checkpoint config: {exc}", path=checkpoint) from exc
+    if config.model_type not in model_types:
+        raise InputError(f"model_type {config.model_type!r} is not {' or '.join(model_types)}", path=checkpoint)
+    model = model_cls.from_pretrained(checkpoint, dtype=dt, attn_implementation=attn)
+    processor = proc_cls.from_pretrained(checkpoint)
+    processor.tokenizer.padding_side = "left"
+    return model, processor
+
+
+def check_frames(frames: Sequence[Any]) -> list[Any]:
+    """Key frames as RGB PIL images of one size (one view's grid must be one shape)."""
+    from PIL import Image
+
+    if frames is None or len(frames) == 0:
+        raise InputError("no key frames given")
+    images = []
+    for i, im in enumerate(frames):
+        if not isinstance(im, Image.Image):
+            raise InputError(f"key frame {i} is a {type(im).__name__}, not a PIL image")
+        images.append(im.convert("RGB"))
+    if len({im.size for im in images}) != 1:
+        raise InputError(f"key frames differ in size: {sorted({im.size for im in images})}")
+    return images
+
+
+class EmbedsAdapter(Adapter):
+    """Adapter flow for models fed visual features through ``inputs_embeds``.
+
+    Subclasses implement :meth:`vision_tower`, :meth:`preprocess`, :meth:`encode`,
+    :meth:`placeholder`, and may override :meth:`expand` (placeholder text layout),
+    :meth:`visual_mask` (grid tokens among the placeholders) and :meth:`settings`.
+    """
+
+    def __init__(
+        self, model: Any, processor: Any, *, checkpoint: str, dtype: str, device: str, rollout: "RolloutConfig | None",
+        frame_batch_size: int, system_prompt: str | None, reuse: bool,
+    ) -> None:
+        from decafbench.rollout import RolloutConfig
+
+        from .attention import language_layers
+
+        if int(frame_batch_size) < 1:
+            raise InputError(f"frame_batch_size must be >= 1, got {frame_batch_size}")
+        self.model, self.processor = model.eval(), processor
+        self.checkpoint, self.dtype, self.device = checkpoint, dtype, device
+        self.rollout = rollout or RolloutConfig()
+        self.frame_batch_size = int(frame_batch_size)
+        self.system_prompt = system_prompt
+        self.reuse = bool(reuse)
+        self.num_layers = language_layers(model)
+        self.layers = self.rollout.layers(self.num_layers)
+
+    # -- hooks ------------------------------------------------------------------------------
+    def vision_tower(self) -> Any:
+        raise NotImplementedError
+
+    def preprocess(self, images: Sequence[Any], view: View) -> dict:
+        raise NotImplementedError
+
+    def encode(self, pixels: dict, view: View) -> tuple[list["torch.Tensor"], tuple[int, int, int]]:
+        """Per sequence the ``(n, D)`` features in placeholder order, and the ``(t, h, w)`` map grid."""
+        raise NotImplementedError
+
+    def placeholder(self, view: View) -> tuple[str, str, int]:
+        """(chat content type, placeholder token, its id) of ``view``."""
+        raise NotImplementedError
+
+    def expand(self, text: str, view: View, n_tokens: int) -> str:
+        """Replace the chat template's one placeholder with ``n_tokens`` placeholder tokens."""
+        _, token, _ = self.placeholder(view)
+        if text.count(token) != 1:
+            raise InputError(f"chat template rendered {text.count(token)} {token!r} placeholders, expected 1")
+        return text.replace(token, token * n_tokens)
+
+    def visual_mask(self, input_ids: "torch.Tensor", view: View) -> "torch.Tensor":
+        """Which tokens are map cells (default: every placeholder token)."""
+        return input_ids == self.placeholder(view)[2]
+
+    def cells_to_grid(self, vals: "torch.Tensor", shape: tuple[int, int, int], view: View) -> "torch.Tensor":
+        """One sequence's map-cell values, in token order, as its ``(t, h, w)`` map (default: row-major)."""
+        return vals.reshape(shape)
+
+    def settings(self) -> dict:
+        return {}
+
+    # -- protocol ---------------------------------------------------------------------------
+    def spec(self) -> AdapterSpec:
+        config = {"model_type": self.model.config.model_type, "dtype": self.dtype, "rollout": self.rollout.to_dict(),
+                  "layers": [self.layers.start, self.layers.stop], "system_prompt": self.system_prompt, **self.settings()}
+        return AdapterSpec(family=self.family, checkpoint=self.checkpoint, config=config)
+
+    def open(self, frames: Sequence[Any], view: View) -> Session:
+        """Preprocess the key frames for ``view`` and (with reuse) encode them once."""
+        images = check_frames(frames)
+        if view not in ("video", "frame"):
+            raise InputError(f"view must be 'video' or 'frame', got {view!r}")
+        session = Session(view=view, num_frames=len(images))
+        session.counters.update(vision_passes=0, prefill_tokens=0, prompts=0)
+        session.state["pixels"] = self.preprocess(images, view)
+        if self.reuse:
+            session.state["encoded"] = self._encode(session)
+        return session
+
+    def attend(self, session: Session, prompt: str, *, max_new_tokens: int = 8) -> ViewResult:
+        """Prefill each sequence with streaming rollout of the configured layers, then greedy decoding."""
+        import torch
+
+        feats, grid = session.state["encoded"] if self.reuse else self._encode(session)
+        kind = self.placeholder(session.view)[0]
+        text = self.chat_text(prompt, kind)
+        step = len(feats) if session.view == "video" else self.frame_batch_size
+        maps, texts, stats = [], [], {}
+        for start in range(0, len(feats), step):
+            chunk = feats[start : start + step]
+            rows = [self.expand(text, session.view, int(f.shape[0])) for f in chunk]
+            vec, vmask, out_texts, length = self._run(rows, chunk, session.view, max_new_tokens)
+            per_row = (grid[0] // len(feats), grid[1], grid[2])
+            maps += [self._to_grid(vec[b], vmask[b], per_row, session.view, start + b) for b in range(len(chunk))]
+            texts += out_texts
+            session.counters["prefill_tokens"] += length * len(chunk)
+            stats = {"prefill_tokens": length, "visual_tokens": int(vmask[0].sum())}
+        session.counters["prompts"] += 1
+        attention = torch.cat(maps).cpu().contiguous()
+        if not bool(torch.isfinite(attention).all()):
+            raise InputError(f"NaN or inf in the rollout map of prompt {prompt[:40]!r} ({session.view} view)")
+        return ViewResult(texts=texts, attention=attention, temporal_stride=1, stats={"grid": list(attention.shape), **stats})
+
+    def answer(self, prompt: str, *, max_new_tokens: int = 8) -> str:
+        """Greedy answer to a text-only prompt (the object-choice step)."""
+        enc = self.processor.tokenizer([self.chat_text(prompt, None)], return_tensors="pt").to(self.device)
+        with _no_grad():
+            out = self.model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **self._greedy(max_new_tokens))
+        return self._decode(out[:, enc["input_ids"].shape[1] :])[0]
+
+    # -- internals --------------------------------------------------------------------------
+    def prompt_inputs(self, rows: list[str], feats: Sequence["torch.Tensor"], view: View) -> dict:
+        """Token ids, attention mask, ``inputs_embeds`` and visual mask of a batch of prompt rows."""
+        import torch
+
+        enc = self.processor.tokenizer(rows, return_tensors="pt", padding=True).to(self.device)
+        ids = enc["input_ids"]
+        lengths = enc["attention_mask"].sum(dim=1)
+        if bool((lengths != lengths[0]).any()):
+            raise InputError(f"{view} view: prompt rows differ in length (key frames must share one size)")
+        place = ids == self.placeholder(view)[2]
+        counts = place.sum(dim=1).tolist()
+        if counts != [int(f.shape[0]) for f in feats]:
+            raise InputError(f"{view} view: prompt has {counts} visual placeholders, features have {[int(f.shape[0]) for f in feats]}")
+        vmask = self.visual_mask(ids, view)
+        empty = (vmask.sum(dim=1) == 0).nonzero().flatten().tolist()
+        if empty:
+            raise InputError(f"empty visual span in sequence(s) {empty}: no visual tokens in the {view} view prompt")
+        embeds = self.model.get_input_embeddings()(ids)
+        visual = torch.cat(list(feats)).to(embeds.device, embeds.dtype)
+        embeds = embeds.masked_scatter(place.unsqueeze(-1), visual)
+        return {"input_ids": ids, "attention_mask": enc["attention_mask"], "inputs_embeds": embeds, "visual_mask": vmask}
+
+    def _run(self, rows: list[str], feats: Sequence[Any], view: View, max_new_tokens: int) -> tuple[Any, Any, list[str], int]:
+        import torch
+
+        from decafbench.rollout import StreamingRollout
+
+        from .attention import capture_attention
+
+        with _no_grad():
+            inputs = self.prompt_inputs(rows, feats, view)
+        vmask = inputs.pop("visual_mask")
+        streaming = StreamingRollout(vmask, self.layers, head_weighting=self.rollout.head_weighting,
+                                     residual=self.rollout.residual, store_dtype=torch.float32)
+        with capture_attention(self.model, self.layers, streaming.observe), _no_grad():
+            out = self.model.generate(**inputs, **self._greedy(max_new_tokens))
+        length = int(inputs["input_ids"].shape[1])
+        return streaming.result(), vmask, self._decode(out[:, length:]), length
+
+    def _encode(self, session: Session) -> tuple[list[Any], tuple[int, int, int]]:
+        with self._count_vision(session), _no_grad():
+            return self.encode(session.state["pixels"], session.view)
+
+    def _to_grid(self, vec: Any, vmask: Any, shape: tuple[int, int, int], view: View, row: int) -> Any:
+        vals = vec[vmask].float()
+        if vals.numel() != math.prod(shape):
+            raise InputError(f"visual span of sequence {row} has {vals.numel()} tokens, grid {shape} needs {math.prod(shape)}")
+        return self.cells_to_grid(vals, shape, view)
+
+    def chat_text(self, prompt: str, kind: str | None) -> str:
+        content = ([{"type": kind}] if kind else []) + [{"type": "text", "text": prompt}]
+        messages = [{"role": "user", "content": content}]
+        if self.system_prompt is not None:
+            messages.insert(0, {"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _greedy(self, max_new_tokens: int) -> dict:
+        if max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        tok = self.processor.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        return {"max_new_tokens": int(max_new_tokens), "do_sample": False, "num_beams": 1,
+                "temperature": None, "top_p": None, "top_k": None, "pad_token_id": pad}
+
+    def _decode(self, ids: Any) -> list[str]:
+        texts = self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return [t.strip() for t in texts]
+
+    @contextmanager
+    def _count_vision(self, session: Session) -> Iterator[None]:
+        """Count real forward passes of the vision tower into ``session.counters``."""
+
+        def hook(*_: Any) -> None:
+            session.counters["vision_passes"] += 1
+
+        handle = self.vision_tower().register_forward_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+
+@contextmanager
+def _no_grad() -> Iterator[None]:
+    import torch
+
+    with torch.inference_mode():
+        yield
