@@ -16,8 +16,8 @@ METRIC_ALIASES = {"JF": "JF", "J&F": "JF", "J": "J", "F": "F"}
 
 Resamples = Annotated[int, typer.Option(help="bootstrap / permutation resamples")]
 Seed = Annotated[int, typer.Option(help="seed of every random draw (numpy Generator)")]
-Unit = Annotated[str, typer.Option(help="resampling unit: expression, or video (cluster bootstrap, "
-                                        "sign flips per video)")]
+Unit = Annotated[str, typer.Option(help="resampling unit: video (default: cluster bootstrap, sign flips per "
+                                        "video; expressions of a video are correlated) or expression")]
 Metric = Annotated[str, typer.Option(help="JF (J&F), J or F")]
 
 
@@ -48,7 +48,7 @@ def compare(
     baseline: Annotated[Optional[Path], typer.Option(help="compare every run against this one "
                                                           "instead of all pairs")] = None,
     metric: Metric = "JF",
-    unit: Unit = "expression",
+    unit: Unit = "video",
     resamples: Resamples = 10_000,
     seed: Seed = 0,
     confidence: Annotated[float, typer.Option(help="CI level")] = 0.95,
@@ -123,7 +123,7 @@ def leaderboard(
     format: Annotated[Optional[str], typer.Option("--format", help="md, csv, tex or html "
                                                    "(default: from --out, else md)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="write the table here instead of stdout")] = None,
-    unit: Unit = "expression",
+    unit: Unit = "video",
     resamples: Resamples = 10_000,
     seed: Seed = 0,
     alpha: Annotated[float, typer.Option(help="level of the test against the best")] = 0.05,
@@ -160,7 +160,7 @@ def regress(
     tolerance: Annotated[float, typer.Option(help="allowed drop in points")] = 0.5,
     alpha: Annotated[float, typer.Option(help="one-sided significance level")] = 0.05,
     metric: Metric = "JF",
-    unit: Unit = "expression",
+    unit: Unit = "video",
     resamples: Resamples = 10_000,
     seed: Seed = 0,
     show: Annotated[int, typer.Option(help="how many of the largest drops to list")] = 10,
