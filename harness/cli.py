@@ -7,6 +7,7 @@ Each module in :mod:`decafbench.commands` exposes ``register(app)``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 
@@ -43,7 +44,31 @@ def build_app() -> typer.Typer:
                 continue  # a command group not built yet
             raise
         module.register(app)
+    _wrap_errors(app)
     return app
+
+
+def _one_line_errors(func):
+    """Bad input: print the one-line message and exit 2 (also under typer's test runner)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+def _wrap_errors(app: typer.Typer) -> None:
+    for command in app.registered_commands:
+        if command.callback is not None and not hasattr(command.callback, "__wrapped__"):
+            command.callback = _one_line_errors(command.callback)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            _wrap_errors(group.typer_instance)
 
 
 def main(argv: list[str] | None = None) -> None:
