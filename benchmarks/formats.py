@@ -262,6 +262,16 @@ def rle_ground_truth(bench: MetaBenchmark, expression: Expression, mask_dict: Ma
     n = len(video.frames)
     tracks = [rle_track(mask_dict, a, n, path) for a in expression.anno_ids]
     size = first_rle_size(tracks) or shape or frame_size(video)
-    masks = union_rle_tracks(tracks, n, size, path, expression.anno_ids)
+    # Expressions of one video mostly name the same few objects (MeViS averages ~10 per video):
+    # decode each object's track once per video and OR the decoded tracks.
+    cache = bench.__dict__.setdefault("_decoded_tracks", {})
+    if cache.get("\0video") != (expression.video, size):
+        cache.clear()
+        cache["\0video"] = (expression.video, size)
+    masks = None
+    for anno, track in zip(expression.anno_ids, tracks):
+        if anno not in cache:
+            cache[anno] = union_rle_tracks([track], n, size, path, [anno])
+        masks = cache[anno].copy() if masks is None else masks | cache[anno]
     return GroundTruth(frames=video.frames, masks=masks,
                        meta={"source": path.name, "anno_ids": list(expression.anno_ids)})

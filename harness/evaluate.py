@@ -74,6 +74,18 @@ def _evaluate_video(benchmark, expressions, pred_dir: Path, missing: MissingPoli
     return rows
 
 
+_WORKER_BENCHMARK = None  # set once per worker process by _init_worker (reads stay cached there)
+
+
+def _init_worker(benchmark) -> None:
+    global _WORKER_BENCHMARK
+    _WORKER_BENCHMARK = benchmark
+
+
+def _evaluate_video_in_worker(expressions, pred_dir: Path, missing: MissingPolicy) -> list[dict]:
+    return _evaluate_video(_WORKER_BENCHMARK, expressions, pred_dir, missing)
+
+
 def group_by_video(expressions: Iterable) -> dict[str, list]:
     groups: dict[str, list] = {}
     for e in expressions:
@@ -104,8 +116,11 @@ def evaluate(benchmark, pred_dir: str | Path, options: EvalOptions = EvalOptions
             if on_expression:
                 on_expression(len(exprs))
     else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-            futures = {pool.submit(_evaluate_video, benchmark, exprs, pred_dir, options.missing): len(exprs)
+        # the benchmark goes to each worker once, so its parsed JSON and mask dictionary are
+        # read once per process, not once per video
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
+                                 initargs=(benchmark,)) as pool:
+            futures = {pool.submit(_evaluate_video_in_worker, exprs, pred_dir, options.missing): len(exprs)
                        for exprs in groups.values()}
             for fut in as_completed(futures):
                 rows.extend(fut.result())
