@@ -1,0 +1,254 @@
+"""decaf report: one self-contained HTML file, numbers checked against slow references, and
+opened in a real headless Chromium (selenium + chromedriver)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_show import _cli, build_records
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    out = build_records(root)
+    out["other"] = build_records(root, seed=1, variant="object-only", kinds=("coarse",), shift=-0.1)["coarse"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(runs, tmp_path_factory) -> Path:
+    from decafbench.report import ReportOptions, write_report
+
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    result = write_report([runs["sam2"], runs["other"]], out, baseline=runs["coarse"],
+                          options=ReportOptions(figures=1, resamples=200))
+    assert result.n_expressions == 8 and result.n_figures == 2 and result.notes == []
+    return out
+
+
+class _Doc(HTMLParser):
+    """Collects what the checks need: tags with attributes, rows of each table, ids."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.ids: set[str] = set()
+        self.table: list[str] = []
+        self.rows: dict[str, int] = {}
+        self.section = ""
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "table":
+            self.table.append(a.get("id", ""))
+        if tag == "tbody":
+            self.section = "body"
+        if tag == "tr" and self.table and self.section == "body":
+            self.rows[self.table[-1]] = self.rows.get(self.table[-1], 0) + 1
+
+    def handle_endtag(self, tag):
+        if tag == "tbody":
+            self.section = ""
+        if tag == "table" and self.table:
+            self.table.pop()
+
+
+# -- numbers -----------------------------------------------------------------------------------------
+def test_paired_differences_match_reference(runs):
+    from decafbench.report import paired_differences
+    from decafbench.runstore import read_record
+
+    a, b = read_record(runs["coarse"]), read_record(runs["other"])
+    got = paired_differences(a, b)
+    ref = {}
+    for _, ra in a.table.iterrows():
+        for _, rb in b.table.iterrows():
+            if (ra["video"], ra["exp_id"]) == (rb["video"], rb["exp_id"]) and not ra["error"] and not rb["error"]:
+                ref[(ra["video"], ra["exp_id"])] = 100 * (rb["JF"] - ra["JF"])
+    assert sorted(got.index) == sorted(ref)
+    np.testing.assert_allclose(got.to_numpy(), sorted(ref.values()), atol=1e-9)
+    assert list(got.to_numpy()) == sorted(got.to_numpy())
+
+
+def _record(tmp_path, rows, name="r"):
+    from decafbench.runstore import RunWriter, base_manifest, read_record
+
+    w = RunWriter(tmp_path / name, base_manifest("evaluate", command=["t"], name=name, benchmark="embedded"))
+    for r in rows:
+        w.add(r)
+    w.finalize()
+    return read_record(tmp_path / name)
+
+
+def test_stage_diagnostics_match_reference(tmp_path):
+    from decafbench.report import stage_diagnostics
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(7):
+        row = {"video": f"v{i % 3}", "exp_id": str(i), "JF": rng.random(), "error": "boom" if i == 6 else ""}
+        for s in ("fused", "object_video", "contrastive_frame"):
+            for m in ("iou", "hit", "mass"):
+                row[f"diag_{s}_{m}"] = float("nan") if (i == 2 and m == "hit") else rng.random()
+        rows.append(row)
+    rec = _record(tmp_path, rows)
+    got = stage_diagnostics(rec)
+    assert list(got.index) == ["object_video", "contrastive_frame", "fused"]  # fusion order
+    for s in got.index:
+        for m in ("iou", "hit", "mass"):
+            vals = [r[f"diag_{s}_{m}"] for r in rows if not r["error"] and not math.isnan(r[f"diag_{s}_{m}"])]
+            assert got.loc[s, m] == pytest.approx(sum(vals) / len(vals))
+
+
+def test_select_figures(tmp_path):
+    from decafbench.report import select_figures
+
+    jf = [0.5, 0.1, 0.9, 0.1, 0.7, float("nan")]
+    rec = _record(tmp_path, [{"video": "v", "exp_id": str(i), "JF": x, "error": ""} for i, x in enumerate(jf)])
+    scored = sorted(((x, ("v", str(i))) for i, x in enumerate(jf) if not math.isnan(x)))
+    picks = select_figures(rec, 2)
+    assert [k for k, _ in picks] == [scored[0][1], scored[1][1], scored[-1][1], scored[-2][1]]
+    assert [t for _, t in picks] == ["worst #1", "worst #2", "best #1", "best #2"]
+    assert sorted(k for k, _ in select_figures(rec, 10)) == sorted(k for _, k in scored)  # no duplicates
+    assert len(select_figures(rec, None)) == 6 and select_figures(rec, 0) == []
+
+
+def test_expression_table_is_one_row_per_expression(tmp_path):
+    from decafbench.report import expression_table
+
+    a = _record(tmp_path, [{"video": "v", "exp_id": str(i), "J": 0.5, "F": 0.5, "JF": 0.1 * i, "error": ""}
+                           for i in range(3)], "a")
+    b = _record(tmp_path, [{"video": "v", "exp_id": str(i), "J": 0.5, "F": 0.5, "JF": 0.2 * i, "error": ""}
+                           for i in range(1, 5)], "b")
+    t = expression_table([a, b], ["a", "b"], baseline=1)
+    assert list(zip(t["video"], t["exp_id"])) == [("v", str(i)) for i in range(5)]
+    delta = t["\u0394 J&F vs b"].to_numpy()
+    ref = [100 * (0.1 * i - 0.2 * i) if 1 <= i <= 2 else float("nan") for i in range(5)]
+    np.testing.assert_allclose(delta, ref, atol=1e-9)
+
+
+# -- the document ----------------------------------------------------------------------------------------
+def test_report_is_self_contained(report):
+    text = report.read_text()
+    doc = _Doc()
+    doc.feed(text)
+    assert doc.rows["expr-table"] == 8
+    imgs = [a for t, a in doc.tags if t == "img"]
+    assert len(imgs) >= 5 and all(a["src"].startswith("data:image/") for a in imgs)
+    for tag, a in doc.tags:
+        for attr in ("src", "href", "action", "data", "poster"):
+            value = a.get(attr) or ""
+            assert not value.startswith(("http:", "https:", "//", "file:")), (tag, a)
+            if value.startswith("#"):
+                assert value[1:] in doc.ids, f"dangling anchor {value}"
+        if tag == "script":
+            assert "src" not in a
+        if tag == "link":
+            assert a.get("href", "").startswith("data:")
+    for needle in ("@import", "url(http", "<iframe"):
+        assert needle not in text
+    assert sum(1 for t, a in doc.tags if t == "figure") == 2
+    assert {"leaderboard", "distribution", "paired", "diagnostics", "expressions", "figures"} <= doc.ids
+
+
+def test_report_command(runs, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    code, stdout, _ = _cli(["report", str(runs["other"]), "--out", str(out), "--figures", "0", "--resamples", "50"],
+                           capsys)
+    assert code == 0 and out.is_file() and "8 expressions, 0 figures" in stdout
+    for args, msg in (([str(tmp_path / "missing")], "does not exist"), ([str(runs["other"]), "--figures", "x"], "--figures"),
+                      ([str(runs["other"]), "--out", str(tmp_path / "r.txt")], ".html")):
+        code, _, err = _cli(["report", *args], capsys)
+        assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+    code, stdout, _ = _cli(["report", "--help"], capsys)
+    assert code == 0 and "Example" in stdout
+
+
+def test_report_without_cache_still_renders(runs, tmp_path):
+    from decafbench.report import ReportOptions, build_report
+
+    empty = tmp_path / "cache"
+    empty.mkdir()
+    res = build_report([runs["other"]], options=ReportOptions(figures=None, resamples=50, cache_dir=empty,
+                                                              thumb_width=64))
+    assert res.n_figures == 8 and "not in" in res.html  # every figure, each noting the missing maps
+
+
+# -- a real browser --------------------------------------------------------------------------------
+def _browser() -> tuple[str, str]:
+    """Paths of Chromium and chromedriver; skip (or fail under CI=true) when either is missing."""
+    problems = []
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        problems.append("the selenium package is not installed (pip install selenium)")
+    chrome = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+    driver = shutil.which("chromedriver")
+    if chrome is None:
+        problems.append("no Chromium binary on PATH (apt-get install chromium)")
+    if driver is None:
+        problems.append("no chromedriver on PATH (apt-get install chromium-driver)")
+    if problems:
+        message = "browser test needs: " + "; ".join(problems)
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return chrome, driver
+
+
+def test_report_in_headless_chromium(report, tmp_path):
+    chrome, driver_path = _browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    opts = Options()
+    opts.binary_location = chrome
+    profile = tempfile.mkdtemp(prefix="chrome-profile-", dir=tmp_path)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                f"--user-data-dir={profile}", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    try:
+        driver.get(report.resolve().as_uri())
+        assert driver.title.startswith("decafbench report")
+        rows = driver.find_elements(By.CSS_SELECTOR, "#expr-table tbody tr")
+        assert len(rows) == 8
+        heads = driver.find_elements(By.CSS_SELECTOR, "#expr-table thead th")
+        names = [h.text.replace("\u25b2", "").replace("\u25bc", "").strip() for h in heads]
+        col = names.index("J&F")
+        read = ("return Array.from(document.querySelectorAll('#expr-table tbody tr'))"
+                f".map(r => r.cells[{col}].getAttribute('data-v'))")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", heads[col])
+        heads[col].click()
+        up = [float(v) for v in driver.execute_script(read)]
+        assert up == sorted(up) and heads[col].get_attribute("aria-sort") == "ascending"
+        heads[col].click()
+        down = [float(v) for v in driver.execute_script(read)]
+        assert down == sorted(up, reverse=True)
+        link = driver.find_element(By.CSS_SELECTOR, "#expr-table a[href^='#fig-']")
+        link.click()
+        assert driver.execute_script("return location.hash") == link.get_attribute("href")[len(report.resolve().as_uri()):]
+        resources = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert [r for r in resources if not r.startswith("data:")] == []
+        driver.save_screenshot(str(tmp_path / "report.png"))
+        errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+        assert errors == [], errors
+    finally:
+        driver.quit()
+    assert (tmp_path / "report.png").stat().st_size > 10_000
