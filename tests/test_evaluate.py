@@ -1,0 +1,133 @@
+"""decaf evaluate end to end on synthetic data with exact ground truth."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from decafbench.benchmarks.registry import get_benchmark
+from decafbench.benchmarks.synth import SynthConfig, write_synth
+from decafbench.cli import build_app
+from decafbench.errors import InputError
+from decafbench.evaluate import EvalOptions, evaluate, summarize
+from decafbench.maskio import write_mask_png
+from decafbench.reference.metrics import boundary_f_ref, jaccard_ref
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    write_synth(SynthConfig(videos=3, frames=6, height=48, width=64, seed=3), root)
+    return root
+
+
+def _write_preds(bench, out, transform):
+    for e in bench.expressions():
+        gt = bench.ground_truth(e)
+        for name, mask in zip(gt.frames, gt.masks):
+            write_mask_png(out / e.video / e.exp_id / f"{name}.png", transform(e, mask))
+
+
+def _shift(e, mask):
+    return np.roll(mask, shift=2 + len(e.exp_id), axis=1)
+
+
+def test_perfect_predictions_score_one(synth, tmp_path):
+    bench = get_benchmark("mevis", root=synth, split="valid_u")
+    _write_preds(bench, tmp_path / "pred", lambda e, m: m)
+    rows = evaluate(bench, tmp_path / "pred", EvalOptions(workers=1))
+    assert len(rows) == len(bench.expressions())
+    assert all(r["J"] == 1.0 and r["F"] == 1.0 and r["JF"] == 1.0 for r in rows)
+
+
+def test_scores_match_a_plain_loop_and_pool_matches_serial(synth, tmp_path):
+    bench = get_benchmark("mevis", root=synth, split="valid_u")
+    _write_preds(bench, tmp_path / "pred", _shift)
+    serial = evaluate(bench, tmp_path / "pred", EvalOptions(workers=1))
+    pooled = evaluate(bench, tmp_path / "pred", EvalOptions(workers=2))
+    assert serial == pooled
+    for row in serial:
+        e = next(x for x in bench.expressions() if x.key == (row["video"], row["exp_id"]))
+        gt = bench.ground_truth(e)
+        j = np.mean([jaccard_ref(g, _shift(e, g)) for g in gt.masks])
+        f = np.mean([boundary_f_ref(g, _shift(e, g)) for g in gt.masks])
+        assert row["J"] == pytest.approx(j, abs=1e-12) and row["F"] == pytest.approx(f, abs=1e-12)
+        assert row["JF"] == pytest.approx((j + f) / 2, abs=1e-12)
+
+
+def test_cli_writes_record_with_full_precision(synth, tmp_path):
+    bench = get_benchmark("mevis", root=synth, split="valid_u")
+    _write_preds(bench, tmp_path / "pred", _shift)
+    out = tmp_path / "run"
+    res = runner.invoke(build_app(), ["evaluate", "-b", "mevis", "--root", str(synth), "--split", "valid_u",
+                                      "--pred", str(tmp_path / "pred"), "--out", str(out), "-j", "1"])
+    assert res.exit_code == 0, res.output
+    assert "J&F" in res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["benchmark"] == "mevis" and manifest["split"] == "valid_u"
+    assert {"versions", "git_commit", "machine", "created", "command"} <= set(manifest)
+    import pandas as pd
+
+    table = pd.read_csv(out / "per_expression.csv", dtype={"exp_id": str})
+    assert list(table.columns[:6]) == ["video", "exp_id", "split", "J", "F", "JF"]
+    rows = evaluate(bench, tmp_path / "pred", EvalOptions(workers=1))
+    assert np.array_equal(table["JF"].to_numpy(), np.array([r["JF"] for r in rows]))  # bit-exact
+
+
+def _first(bench):
+    e = bench.expressions()[0]
+    return e, bench.ground_truth(e)
+
+
+def test_missing_prediction_is_one_line_exit_2_and_nothing_written(synth, tmp_path):
+    bench = get_benchmark("mevis", root=synth, split="valid_u")
+    _write_preds(bench, tmp_path / "pred", lambda e, m: m)
+    e, gt = _first(bench)
+    victim = tmp_path / "pred" / e.video / e.exp_id / f"{gt.frames[1]}.png"
+    victim.unlink()
+    out = tmp_path / "run"
+    res = runner.invoke(build_app(), ["evaluate", "-b", "mevis", "--root", str(synth), "--pred",
+                                      str(tmp_path / "pred"), "--out", str(out), "-j", "1"])
+    assert res.exit_code == 2
+    assert str(victim) in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (out / "per_expression.csv").exists() and not (out / "manifest.json").exists()
+    # --missing empty is the explicit opt-in
+    res = runner.invoke(build_app(), ["evaluate", "-b", "mevis", "--root", str(synth), "--pred",
+                                      str(tmp_path / "pred"), "--out", str(out), "-j", "1", "--missing", "empty"])
+    assert res.exit_code == 0, res.output
+    rows = evaluate(bench, tmp_path / "pred", EvalOptions(missing="empty", workers=1))
+    row = next(r for r in rows if (r["video"], r["exp_id"]) == e.key)
+    assert row["J"] < 1.0 or not gt.masks[1].any()
+
+
+def test_size_mismatch_and_corrupt_png_name_the_file(synth, tmp_path):
+    bench = get_benchmark("mevis", root=synth, split="valid_u")
+    _write_preds(bench, tmp_path / "pred", lambda e, m: m)
+    e, gt = _first(bench)
+    bad = tmp_path / "pred" / e.video / e.exp_id / f"{gt.frames[0]}.png"
+    write_mask_png(bad, np.zeros((10, 10), bool))
+    with pytest.raises(InputError, match=r"10x10.*64x48") as info:
+        evaluate(bench, tmp_path / "pred", EvalOptions(workers=1))
+    assert str(bad) in str(info.value) and "\n" not in str(info.value)
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(InputError) as info:
+        evaluate(bench, tmp_path / "pred", EvalOptions(workers=1))
+    assert str(bad) in str(info.value)
+
+
+def test_unknown_benchmark_and_missing_pred_dir(tmp_path):
+    res = runner.invoke(build_app(), ["evaluate", "-b", "mevsi", "--pred", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "did you mean 'mevis'" in res.output
+
+
+def test_revos_overall_is_mean_of_referring_and_reasoning():
+    rows = [{"split": "referring", "J": 1.0, "F": 1.0, "JF": 1.0},
+            {"split": "referring", "J": 1.0, "F": 1.0, "JF": 1.0},
+            {"split": "reasoning", "J": 0.0, "F": 0.0, "JF": 0.0},
+            {"split": "other", "J": 0.5, "F": 0.5, "JF": 0.5}]
+    s = summarize(rows, ["J", "F", "JF"])
+    assert s["overall"]["JF"] == 0.5 and s["referring"]["JF"] == 1.0 and s["all"]["n"] == 4
