@@ -338,7 +338,15 @@ SPECIAL_TOKENS = [
 ]
 
 
-def build_tiny(version: str = "2", seed: int = 0, attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+#: Weight init std of tiny models. At transformers' default (0.02) a 64-wide random model's
+#: attention is near uniform, so the object and background maps differ only by a global factor
+#: and the contrastive map is identically zero: nothing downstream would be exercised. A wider
+#: init gives peaked random attention; the outputs are still whatever random weights give.
+TINY_INIT_RANGE = 0.3
+
+
+def build_tiny(version: str = "2", seed: int = 0, attn_implementation: str = "sdpa",
+               initializer_range: float = TINY_INIT_RANGE) -> tuple[Any, Any]:
     """A random-weight Qwen2-VL (``"2"``) or Qwen2.5-VL (``"2.5"``) of the real architecture with
     4 language layers, a 2-block vision tower and a locally trained tokenizer: no network.
     """
@@ -357,6 +365,7 @@ def build_tiny(version: str = "2", seed: int = 0, attn_implementation: str = "sd
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
         rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+        initializer_range=initializer_range,
     )
     common = dict(
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
@@ -366,14 +375,15 @@ def build_tiny(version: str = "2", seed: int = 0, attn_implementation: str = "sd
     if version == "2":
         from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
 
-        vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=4, mlp_ratio=2)
-        config = Qwen2VLConfig(text_config=text, vision_config=vision, **common)
+        vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=4, mlp_ratio=2, initializer_range=initializer_range)
+        config = Qwen2VLConfig(text_config=text, vision_config=vision, initializer_range=initializer_range, **common)
         model_cls, proc_cls = Qwen2VLForConditionalGeneration, Qwen2VLProcessor
     elif version == "2.5":
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=64, window_size=56, fullatt_block_indexes=[1])
-        config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **common)
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=64, window_size=56,
+                      fullatt_block_indexes=[1], initializer_range=initializer_range)
+        config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, initializer_range=initializer_range, **common)
         model_cls, proc_cls = Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
     else:
         raise InputError(f"tiny Qwen version must be '2' or '2.5', got {version!r}")
