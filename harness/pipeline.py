@@ -10,6 +10,7 @@ expressions are written atomically, so rerunning the same plan resumes.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -192,7 +193,8 @@ class Runner:
         for m in plan.masks:
             if m.kind not in MASK_KINDS:
                 raise InputError(f"unknown mask kind {m.kind!r} (known: {', '.join(MASK_KINDS)})")
-        self.adapter = create_adapter(plan.model, dtype=plan.dtype, device=plan.device, rollout=plan.rollout)
+        self.adapter = create_adapter(plan.model, dtype=plan.dtype, device=plan.device, rollout=plan.rollout,
+                                      reuse=plan.reuse)
         self.cache = AttentionCache(plan.cache_dir)
         self.sam2 = None
         if any(m.kind == "sam2" for m in plan.masks):
@@ -296,7 +298,11 @@ class Runner:
 
         arrays = [np.asarray(f) for f in frames]
         cfg = Sam2Config(point_threshold=mask.point_threshold, final_score_threshold=mask.final_score_threshold)
-        return segment(self.sam2, arrays, key_idx, fused, config=cfg)
+        with warnings.catch_warnings():
+            # sam2 built without its CUDA extension skips hole filling and warns on every call;
+            # the README says so once
+            warnings.filterwarnings("ignore", message="cannot import name '_C' from 'sam2'", category=UserWarning)
+            return segment(self.sam2, arrays, key_idx, fused, config=cfg)
 
     # -- the whole plan ------------------------------------------------------------------------------
     def run(self, on_progress: Callable[[int], None] | None = None, on_error: Callable[[str], None] | None = None) -> list[Path]:

@@ -125,3 +125,13 @@ def test_bad_options_exit_2(tmp_path):
         res = runner.invoke(build_app(), args + ["--out", str(tmp_path / "o")])
         assert res.exit_code == 2, (args, res.output)
         assert len(res.output.strip().splitlines()) == 1
+
+
+def test_no_reuse_reproduces_the_reference_pattern_with_the_same_maps(data, tmp_path):
+    _run(data, tmp_path / "a", tmp_path / "ca", "--masks", "coarse", "--limit", "1")
+    _run(data, tmp_path / "b", tmp_path / "cb", "--masks", "coarse", "--limit", "1", "--no-reuse")
+    a, b = read_record(tmp_path / "a" / "decaf__coarse"), read_record(tmp_path / "b" / "decaf__coarse")
+    assert a.table["vision_passes"].iloc[0] == 2  # one per view
+    assert b.table["vision_passes"].iloc[0] == 4  # one per prompt and view
+    assert a.table["JF"].iloc[0] == b.table["JF"].iloc[0]
+    assert a.table["cache_key"].iloc[0] == b.table["cache_key"].iloc[0]  # reuse does not change outputs

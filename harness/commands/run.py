@@ -103,6 +103,8 @@ def run_command(
     dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32, bfloat16, float16."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N expressions."),
+    no_reuse: bool = typer.Option(False, "--no-reuse", help="Encode the visual input once per prompt, as the reference "
+                                  "implementation does (same outputs; for comparing vision passes and time)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Run DecAF end to end and score it. With no arguments: the embedded benchmark and tiny models.
@@ -129,7 +131,7 @@ def run_command(
                    rollout=RolloutConfig(rollout_start, rollout_end, head_weighting, residual),
                    variants=_variant_specs(variant or ["decaf"]),
                    masks=_mask_specs(masks, point_threshold, final_threshold), sam2=sam2, out=out,
-                   cache_dir=None if no_cache else cache, seed=seed, limit=limit)
+                   cache_dir=None if no_cache else cache, seed=seed, limit=limit, reuse=not no_reuse)
     execute(plan, ["decaf", *sys.argv[1:]])
 
 

@@ -1,0 +1,88 @@
+"""`decaf run` on the shipped benchmark with the tiny models: where the time goes.
+
+Prints, in one run:
+1. seconds per expression split into MLLM (four prompts, two views, rollout), fusion, masks
+   (coarse and SAM2) and scoring, with vision-encoder passes and prefilled tokens per
+   expression, with reuse (default) and with --no-reuse (the reference's pattern);
+2. a 20-variant sweep served from the attention cache against 20 separate runs (each
+   separate run loads the models and runs the MLLM again; measured on 3 runs and scaled).
+
+    python bench/bench_pipeline.py [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _plan(out: Path, cache: Path | None, limit: int, **kw):
+    from decafbench.pipeline import MaskSpec, RunPlan
+
+    return RunPlan(out=out, cache_dir=cache, limit=limit, masks=kw.pop("masks", [MaskSpec("coarse"), MaskSpec("sam2")]), **kw)
+
+
+def _timed_run(plan):
+    from decafbench.pipeline import Runner
+
+    t0 = time.perf_counter()
+    runner = Runner(plan, command=["bench"])
+    t1 = time.perf_counter()
+    paths = runner.run()
+    return t1 - t0, time.perf_counter() - t1, paths
+
+
+def main(quick: bool) -> None:
+    import pandas as pd
+    import torch
+
+    from decafbench.pipeline import MaskSpec, VariantSpec
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    limit = 2 if quick else 8
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        print(f"\n1. decaf run, embedded benchmark ({limit} expressions, 16 key frames of 120x160), tiny Qwen2-VL + tiny SAM2")
+        print(f"{'pattern':10s} {'load s':>7s} {'MLLM':>7s} {'fusion':>7s} {'coarse':>7s} {'sam2':>7s} {'score':>7s} "
+              f"{'total':>7s} {'vision passes':>14s} {'prefill tokens':>15s}")
+        _timed_run(_plan(tmp / "warmup", None, 1))  # first-call costs (allocator, kernels) out of the numbers
+        for reuse in (True, False):
+            load, _, paths = _timed_run(_plan(tmp / f"r{reuse}", None, limit, reuse=reuse))
+            coarse = pd.read_csv(paths[0] / "per_expression.csv")
+            sam2 = pd.read_csv(paths[1] / "per_expression.csv")
+            mllm = coarse["time_mllm"].mean()
+            fusion = coarse["time_fusion"].mean() + sam2["time_fusion"].mean()
+            t_coarse, t_sam2 = coarse["time_masks"].mean(), sam2["time_masks"].mean()
+            score = coarse["time_score"].mean() + sam2["time_score"].mean()
+            total = mllm + fusion + t_coarse + t_sam2 + score
+            print(f"{'reuse' if reuse else 'no-reuse':10s} {load:7.2f} {mllm:7.2f} {fusion:7.3f} {t_coarse:7.3f} {t_sam2:7.2f} "
+                  f"{score:7.3f} {total:7.2f} {coarse['vision_passes'].mean():14.1f} {coarse['prefill_tokens'].mean():15.0f}")
+        print("(seconds per expression; fusion and scoring summed over the two mask kinds;"
+              " SAM2 encoder passes per expression: "
+              f"{sam2['sam2_encoder_passes'].mean():.1f})")
+
+        n_var = 20
+        variants = [VariantSpec("decaf", (("sigma", 0.25 + 0.1 * i),)) for i in range(n_var)]
+        coarse_only = [MaskSpec("coarse")]
+        print(f"\n2. {n_var}-variant sweep (coarse masks, {limit} expressions) from the cache vs {n_var} separate runs")
+        cache = tmp / "cache"
+        _timed_run(_plan(tmp / "warm", cache, limit, masks=coarse_only))  # fills the cache: one MLLM pass
+        load, run, _ = _timed_run(_plan(tmp / "sweep", cache, limit, masks=coarse_only, variants=variants))
+        sweep = load + run
+        sep = []
+        for i in range(3):
+            load, run, _ = _timed_run(_plan(tmp / f"sep{i}", None, limit, masks=coarse_only, variants=[variants[i]]))
+            sep.append(load + run)
+        separate = sum(sep) / len(sep) * n_var
+        print(f"sweep from cache (one process, {n_var} records): {sweep:7.1f} s")
+        print(f"{n_var} separate runs (3 measured, x{n_var / 3:.2f}):  {separate:7.1f} s   ratio {separate / sweep:.1f}x")
+
+
+if __name__ == "__main__":
+    main("--quick" in sys.argv)
