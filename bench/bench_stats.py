@@ -28,6 +28,7 @@ import time
 import numpy as np
 from scipy import stats as sst
 
+from decafbench import runstats as RS
 from decafbench import stats as S
 from decafbench.reference import stats as R
 
@@ -42,22 +43,22 @@ def speed(n: int, k: int, resamples: int, loop_resamples: int, loop_pairs: int) 
     base = rng.beta(2, 2, n)
     values = np.clip(base[:, None] + rng.normal(0, 0.05, (n, k + 1)) + np.linspace(0, 0.02, k + 1), 0, 1)
     keys = [(f"v{i // 4:05d}", str(i % 4)) for i in range(n)]
-    aligned = S.Aligned([f"r{j}" for j in range(k + 1)], keys, values, [0] * (k + 1))
+    aligned = RS.Aligned([f"r{j}" for j in range(k + 1)], keys, values, [0] * (k + 1))
     print(f"\n## Speed: {k} runs vs a baseline, {n} expressions, {resamples} resamples ({machine()})\n")
     print("| unit | fast (s) | loop (s) | loop measured on | speed-up |")
     print("|---|---:|---:|---|---:|")
-    S.analyse_runs(aligned, baseline=0, resamples=10, seed=0)  # warm-up: imports, caches
+    RS.analyse_runs(aligned, baseline=0, resamples=10, seed=0)  # warm-up: imports, caches
     for unit in ("expression", "video"):
         t0 = time.perf_counter()
-        S.analyse_runs(aligned, baseline=0, unit=unit, resamples=resamples, seed=0)
+        RS.analyse_runs(aligned, baseline=0, unit=unit, resamples=resamples, seed=0)
         fast = time.perf_counter() - t0
         pairs = [(0, j) for j in range(1, loop_pairs + 1)]
         t0 = time.perf_counter()
         ref = R.compare_loop(values, pairs, aligned.clusters(unit), loop_resamples, 0)
         loop = (time.perf_counter() - t0) * (resamples / loop_resamples) * (k / loop_pairs)
         # agreement on the subset (same seed, same resamples)
-        sub = S.Aligned(aligned.labels[:loop_pairs + 1], keys, values[:, :loop_pairs + 1], [0] * (loop_pairs + 1))
-        _, fast_sub = S.analyse_runs(sub, baseline=0, unit=unit, resamples=loop_resamples, seed=0)
+        sub = RS.Aligned(aligned.labels[:loop_pairs + 1], keys, values[:, :loop_pairs + 1], [0] * (loop_pairs + 1))
+        _, fast_sub = RS.analyse_runs(sub, baseline=0, unit=unit, resamples=loop_resamples, seed=0)
         for row, expect in zip(fast_sub.itertuples(), ref):
             assert row.p_bootstrap == expect["p_bootstrap"] and row.p_permutation == expect["p_permutation"]
             assert max(abs(row.diff - expect["diff"]), abs(row.ci_low - expect["ci_low"]),

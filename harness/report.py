@@ -4,18 +4,16 @@ Why one file: a report is mailed, attached to a pull request or opened offline o
 node, so every image is an inline data URI, CSS and JS are inline and nothing is fetched.
 Sections: the runs; the leaderboard with bootstrap CIs (:mod:`decafbench.tables`); J&F
 distributions; the per-expression paired difference against the baseline, sorted, with the
-CI band of its mean (:mod:`decafbench.stats`); how each fusion stage moves the attention
+CI band of its mean (:mod:`decafbench.runstats`); how each fusion stage moves the attention
 diagnostics; a per-expression table that sorts by any column and links each row to its
 embedded :mod:`decafbench.show` figure. Large runs stay usable: figures are thumbnails and
 exist only for the N worst and N best expressions of the first run unless all are asked.
+Markup, inline CSS/JS and data URIs live in :mod:`decafbench.report_html`.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import html
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import InputError
+from .report_html import data_uri, esc, frame_html, page
 from .show import STAGE_ORDER
 
 DIAG_METRICS = ("iou", "hit", "mass")
@@ -144,13 +143,6 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
-def _data_uri(fig: Any, fmt: str = "png", dpi: int | None = None) -> str:
-    buf = io.BytesIO()
-    kwargs: dict[str, Any] = {"pil_kwargs": {"quality": 85}} if fmt == "jpeg" else {"metadata": {"Software": None}}
-    fig.savefig(buf, format=fmt, dpi=dpi or fig.dpi, **kwargs)
-    return f"data:image/{fmt};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def _short(label: str, n: int = 40) -> str:
     return label if len(label) <= n else "\u2026" + label[-(n - 1):]
 
@@ -173,7 +165,7 @@ def distribution_plot(records: Sequence[Any], labels: Sequence[str]) -> str | No
     ax_hist.set_xlabel("J&F (points)")
     ax_hist.set_ylabel("expressions")
     ax_hist.legend(fontsize=7)
-    return _data_uri(fig)
+    return data_uri(fig)
 
 
 def paired_plot(diffs: Sequence[tuple[str, Any, float, float, float]], base_label: str) -> str:
@@ -191,7 +183,7 @@ def paired_plot(diffs: Sequence[tuple[str, Any, float, float, float]], base_labe
         ax.set_xlim(-0.5, max(len(d), 1) - 0.5)
         ax.legend(fontsize=7, loc="upper left")
     axes[-1].set_xlabel("expressions, sorted by difference")
-    return _data_uri(fig)
+    return data_uri(fig)
 
 
 def diagnostics_plot(diags: Sequence[tuple[str, Any]]) -> str:
@@ -206,52 +198,7 @@ def diagnostics_plot(diags: Sequence[tuple[str, Any]]) -> str:
         ax.set_title(m, fontsize=9)
         ax.set_ylim(-0.02, 1.02)
     axes[0].legend(fontsize=6)
-    return _data_uri(fig)
-
-
-# -- html -------------------------------------------------------------------------------------------
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _cell(value: Any, digits: int) -> str:
-    """``<td>`` with the full-precision sort value in ``data-v``."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return f'<td class="num" data-v="{int(value)}">{int(value)}</td>'
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if math.isnan(v):
-            return '<td class="num" data-v="">\u2013</td>'
-        return f'<td class="num" data-v="{v!r}">{v:.{digits}f}</td>'
-    return f'<td data-v="{_esc(value)}">{_esc(value)}</td>'
-
-
-def frame_html(df: Any, table_id: str, digits: dict[str, int] | None = None, extra: dict[str, list[str]] | None = None,
-               sortable: bool = True) -> str:
-    """A DataFrame as an HTML table; ``extra``: column -> ready-made ``<td>`` strings."""
-    digits = digits or {}
-    extra = extra or {}
-    cols = list(df.columns) + list(extra)
-    head = "".join(f'<th scope="col" title="sort by {_esc(c)}">{_esc(c)}</th>' for c in cols)
-    body = []
-    for i, row in enumerate(df.itertuples(index=False)):
-        tds = [_cell(v, digits.get(c, 2)) for c, v in zip(df.columns, row)]
-        tds += [extra[c][i] for c in extra]
-        body.append("<tr>" + "".join(tds) + "</tr>")
-    cls = ' class="sortable"' if sortable else ""
-    return (f'<table id="{table_id}"{cls}><thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(body)
-            + "\n</tbody></table>")
-
-
-def page(title: str, sections: Sequence[tuple[str, str, str]]) -> str:
-    """The whole document: inline CSS and JS, a navigation bar, ``(id, heading, body)`` sections."""
-    nav = " ".join(f'<a href="#{sid}">{_esc(h)}</a>' for sid, h, _ in sections)
-    body = "\n".join(f'<section id="{sid}"><h2>{_esc(h)}</h2>\n{content}\n</section>' for sid, h, content in sections)
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_esc(title)}</title><link rel=\"icon\" href=\"data:,\"><style>{CSS}</style></head>\n"
-            f"<body><header><h1>{_esc(title)}</h1><nav>{nav}</nav></header>\n<main>\n{body}\n</main>\n"
-            f"<script>{JS}</script></body></html>\n")
+    return data_uri(fig)
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -295,7 +242,7 @@ def _runs_section(records: Sequence[Any], labels: Sequence[str], base_idx: int |
 def _figures(rec: Any, picks: Sequence[tuple[tuple[str, str], str]], opts: ReportOptions,
              texts: dict, bench: Any, notes: list[str]) -> tuple[str, dict[tuple[str, str], str]]:
     """Embedded ``show`` figures (JPEG thumbnails) and the anchor of each expression drawn."""
-    from .show import load_expression_view
+    from .show_record import load_expression_view
 
     blocks, anchors = [], {}
     for (video, exp_id), tag in picks:
@@ -306,13 +253,13 @@ def _figures(rec: Any, picks: Sequence[tuple[tuple[str, str], str]], opts: Repor
             view = load_expression_view(rec.path, video, exp_id, cache_dir=opts.cache_dir, root=opts.root,
                                         record=rec, benchmark=bench)
             fig = view.figure(thumb_width=opts.thumb_width, dpi=opts.figure_dpi)
-            img = (f'<img class="thumb" alt="attention overlays of {_esc(video)} / {_esc(exp_id)}" '
-                   f'src="{_data_uri(fig, "jpeg")}">')
-            extra = "".join(f'<br><span class="note">{_esc(n)}</span>' for n in view.notes)
+            img = (f'<img class="thumb" alt="attention overlays of {esc(video)} / {esc(exp_id)}" '
+                   f'src="{data_uri(fig, "jpeg")}">')
+            extra = "".join(f'<br><span class="note">{esc(n)}</span>' for n in view.notes)
         except Exception as exc:  # noqa: BLE001 - one missing figure must not sink the report
-            img, extra = "", f'<br><span class="err">figure unavailable: {_esc(" ".join(str(exc).split()))}</span>'
+            img, extra = "", f'<br><span class="err">figure unavailable: {esc(" ".join(str(exc).split()))}</span>'
             notes.append(f"figure {video}/{exp_id}: {' '.join(str(exc).split())}")
-        blocks.append(f'<figure id="{aid}">{img}<figcaption>{_esc(head)}{extra} '
+        blocks.append(f'<figure id="{aid}">{img}<figcaption>{esc(head)}{extra} '
                       f'<a href="#expressions">back to the table</a></figcaption></figure>')
     return '<div class="figs">' + "\n".join(blocks) + "</div>", anchors
 
@@ -320,11 +267,11 @@ def _figures(rec: Any, picks: Sequence[tuple[tuple[str, str], str]], opts: Repor
 def build_report(runs: Sequence[str | Path], *, baseline: str | Path | None = None,
                  options: ReportOptions | None = None) -> ReportResult:
     """The report as an HTML string; ``runs[0]`` is the run whose figures are drawn."""
-    from . import stats, tables
+    from . import runstats, tables
 
     opts = options or ReportOptions()
     records, base_idx = _load_records(runs, baseline)
-    labels = stats.unique_labels(records)
+    labels = runstats.unique_labels(records)
     notes: list[str] = []
     sections = [("runs", "Runs", _runs_section(records, labels, base_idx))]
     pct = round(100 * opts.confidence)
@@ -339,9 +286,9 @@ def build_report(runs: Sequence[str | Path], *, baseline: str | Path | None = No
         notes.append("no run has scores (no ground truth): leaderboard and plots skipped.")
     if base_idx is not None and len(records) > 1 and len(scored) == len(records):
         others = [i for i in range(len(records)) if i != base_idx]
-        aligned = stats.align_runs([records[base_idx]] + [records[i] for i in others], opts.metric)
-        _, cmp = stats.analyse_runs(aligned, baseline=0, resamples=opts.resamples, seed=opts.seed,
-                                    confidence=opts.confidence)
+        aligned = runstats.align_runs([records[base_idx]] + [records[i] for i in others], opts.metric)
+        _, cmp = runstats.analyse_runs(aligned, baseline=0, resamples=opts.resamples, seed=opts.seed,
+                                       confidence=opts.confidence)
         diffs = []
         for i, row in zip(others, cmp.itertuples()):
             d = paired_differences(records[base_idx], records[i], opts.metric)
@@ -404,67 +351,3 @@ def write_report(runs: Sequence[str | Path], out: str | Path, *, baseline: str |
     result = build_report(runs, baseline=baseline, options=options)
     atomic_write_text(out, result.html)
     return result
-
-
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2327;background:#fafafa}
-header{background:#264653;color:#fff;padding:10px 24px}
-header h1{font-size:18px;margin:0 0 4px} nav a{color:#e9c46a;margin-right:14px;text-decoration:none}
-main{padding:8px 24px 48px} section{margin:22px 0} h2{font-size:16px;border-bottom:1px solid #ccc;padding-bottom:3px}
-table{border-collapse:collapse;font-size:12.5px;background:#fff;margin:6px 0}
-th,td{border:1px solid #ddd;padding:3px 7px;vertical-align:top} th{background:#eef2f3}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-table.sortable th{cursor:pointer;user-select:none;white-space:nowrap}
-table.sortable th[aria-sort=ascending]::after{content:" \\25B2"} table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
-.scroll{max-height:70vh;overflow:auto;border:1px solid #ddd} .scroll thead th{position:sticky;top:0}
-img.plot{max-width:100%;height:auto;background:#fff}
-.figs{display:flex;flex-wrap:wrap;gap:14px} figure{margin:0;background:#fff;border:1px solid #ddd;padding:6px;max-width:100%}
-figure:target{outline:3px solid #e9c46a} img.thumb{width:480px;max-width:100%;height:auto;cursor:zoom-in}
-img.thumb.big{width:auto;max-width:none;cursor:zoom-out} figure.big-holder{flex-basis:100%;overflow:auto}
-figcaption{font-size:12px;max-width:480px} .note{color:#6c757d;font-size:12px} .err{color:#b00020}
-"""
-
-JS = """
-(function () {
-  function key(td) {
-    var v = td.getAttribute('data-v');
-    if (v === null) { v = td.textContent; }
-    if (v === '') { return null; }
-    var n = Number(v);
-    return isNaN(n) ? v.toLowerCase() : n;
-  }
-  function compare(a, b) {
-    if (a === b) { return 0; }
-    if (typeof a === 'number' && typeof b === 'number') { return a < b ? -1 : 1; }
-    if (typeof a === 'number') { return -1; }
-    if (typeof b === 'number') { return 1; }
-    return a < b ? -1 : 1;
-  }
-  document.querySelectorAll('table.sortable').forEach(function (table) {
-    var heads = table.tHead.rows[0].cells;
-    Array.prototype.forEach.call(heads, function (th, col) {
-      th.addEventListener('click', function () {
-        var asc = th.getAttribute('aria-sort') !== 'ascending';
-        Array.prototype.forEach.call(heads, function (h) { h.removeAttribute('aria-sort'); });
-        th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
-        var body = table.tBodies[0];
-        var rows = Array.prototype.map.call(body.rows, function (r, i) { return [key(r.cells[col]), i, r]; });
-        rows.sort(function (x, y) {
-          if (x[0] === null || y[0] === null) {
-            return x[0] === y[0] ? x[1] - y[1] : (x[0] === null ? 1 : -1);
-          }
-          var c = compare(x[0], y[0]);
-          return c !== 0 ? (asc ? c : -c) : x[1] - y[1];
-        });
-        rows.forEach(function (x) { body.appendChild(x[2]); });
-      });
-    });
-  });
-  document.querySelectorAll('img.thumb').forEach(function (img) {
-    img.addEventListener('click', function () {
-      img.classList.toggle('big');
-      img.parentNode.classList.toggle('big-holder');
-    });
-  });
-})();
-"""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from . import stats
+from . import runstats, stats
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -249,7 +249,7 @@ def _run_columns(rec, group: str) -> list[tuple[str, str, _Column]]:
 
 
 def build_leaderboard(records: Sequence, *, group_by: Sequence[str] = ("benchmark", "split"),
-                      unit: stats.Unit = "expression", resamples: int = 10_000, seed: int = 0,
+                      unit: runstats.Unit = "video", resamples: int = 10_000, seed: int = 0,
                       confidence: float = 0.95, alpha: float = 0.05, digits: int = 1) -> Table:
     """Rows: configurations; columns: J, F, J&F per group, mean with a bootstrap CI.
 
@@ -262,7 +262,7 @@ def build_leaderboard(records: Sequence, *, group_by: Sequence[str] = ("benchmar
         raise InputError("leaderboard needs at least one run record")
     if unit not in ("expression", "video"):
         raise InputError(f"--unit must be 'expression' or 'video', not {unit!r}")
-    labels = stats.unique_labels(records)
+    labels = runstats.unique_labels(records)
     ident = [tuple(manifest_value(r.manifest, k) for k in IDENTITY) for r in records]
     keep = [i for i in range(len(IDENTITY)) if len({row[i] for row in ident}) > 1]
     constant = [f"{k}={ident[0][i]}" for i, k in enumerate(IDENTITY) if i not in keep and ident[0][i]]

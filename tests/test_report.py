@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_show import _cli, build_records
+from helpers_show import build_records, cli
 
 
 @pytest.fixture(scope="module")
@@ -165,14 +165,14 @@ def test_report_is_self_contained(report):
 
 def test_report_command(runs, tmp_path, capsys):
     out = tmp_path / "r.html"
-    code, stdout, _ = _cli(["report", str(runs["other"]), "--out", str(out), "--figures", "0", "--resamples", "50"],
+    code, stdout, _ = cli(["report", str(runs["other"]), "--out", str(out), "--figures", "0", "--resamples", "50"],
                            capsys)
     assert code == 0 and out.is_file() and "8 expressions, 0 figures" in stdout
     for args, msg in (([str(tmp_path / "missing")], "does not exist"), ([str(runs["other"]), "--figures", "x"], "--figures"),
                       ([str(runs["other"]), "--out", str(tmp_path / "r.txt")], ".html")):
-        code, _, err = _cli(["report", *args], capsys)
+        code, _, err = cli(["report", *args], capsys)
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
-    code, stdout, _ = _cli(["report", "--help"], capsys)
+    code, stdout, _ = cli(["report", "--help"], capsys)
     assert code == 0 and "Example" in stdout
 
 

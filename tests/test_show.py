@@ -9,64 +9,9 @@ import pytest
 
 from decafbench.errors import InputError
 
+from helpers_show import build_records, cli
+
 BEDROOM = Path("/work/shared/data/bedroom")
-
-
-# -- a small run record pair (coarse + sam2 siblings) over the embedded benchmark ------------------
-def build_records(root: Path, *, limit: int | None = None, seed: int = 0, variant: str = "decaf",
-                  kinds: tuple[str, ...] = ("coarse", "sam2"), names: dict | None = None,
-                  shift: float = 0.0) -> dict[str, Path]:
-    """Run records as `decaf run` writes them, from synthetic maps peaked on the ground truth."""
-    import torch
-
-    from decafbench import fusion
-    from decafbench.benchmarks.registry import get_benchmark
-    from decafbench.cache import AttentionCache, MapsRecord, cache_key
-    from decafbench.coarse import coarse_masks
-    from decafbench.maskio import write_mask_png
-    from decafbench.pipeline import key_frame_indices, subset_ground_truth
-    from decafbench.runstore import RunWriter, base_manifest
-
-    rng = np.random.default_rng(seed)
-    bench = get_benchmark("embedded")
-    cache = AttentionCache(root / "cache")
-    writers = {}
-    for kind in kinds:
-        name = (names or {}).get(kind, f"{variant}__{kind}")
-        manifest = base_manifest("run", command=["test"], name=name, **bench.describe(), adapter="qwen2-vl",
-                                 checkpoint="tiny", variant=variant, variant_label=variant, variant_params={},
-                                 mask_kind=kind, config={"cache_dir": "cache", "num_frames": 16})
-        writers[kind] = RunWriter(root / name, manifest)
-    for expr in bench.expressions()[:limit]:
-        video = bench.video(expr.video)
-        idx = key_frame_indices(len(video.frames), 16)
-        names_k = [video.frames[i] for i in idx]
-        gt = bench.ground_truth(expr)
-        gt_key = subset_ground_truth(gt, names_k)
-        small = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(gt_key.masks.astype(np.float32)), (6, 8))
-        obj_f = small + 0.1 * torch.rand(small.shape, generator=torch.Generator().manual_seed(seed))
-        obj_v = torch.nn.functional.adaptive_avg_pool2d(obj_f[::2], (3, 4))
-        maps = MapsRecord(obj_v * 0.01, torch.rand(obj_v.shape) * 0.005, obj_f * 0.01, torch.rand(obj_f.shape) * 0.005,
-                          temporal_stride=2, texts={"obj_name": "shape", "background_video": ["grey floor"],
-                                                    "background_frame": ["floor"] * 16})
-        key = cache_key({"video": expr.video, "exp": expr.exp_id, "seed": seed})
-        cache.put(key, maps)
-        stages = fusion.stages(variant, maps.obj_video, maps.bg_video, maps.obj_frame, maps.bg_frame, temporal_stride=2)
-        # diagnostics are another module's job (tests/test_diagnostics.py): plausible values suffice here
-        diag = {f"diag_{s}_{m}": float(rng.uniform(0.1 * i, 0.1 * i + 0.3)) for i, s in enumerate(stages)
-                for m in ("iou", "hit", "mass")}
-        for kind, writer in writers.items():
-            if kind == "coarse":
-                masks, frames = coarse_masks(stages["fused"], gt.masks.shape[1:]), names_k
-            else:
-                masks, frames = np.roll(gt.masks, 3, axis=2), list(gt.frames)
-            for f, m in zip(frames, masks):
-                write_mask_png(writer.dir / "predictions" / expr.video / expr.exp_id / f"{f}.png", m)
-            j = float(np.clip(rng.uniform(0.2, 0.9) + shift, 0, 1))
-            f_ = float(np.clip(rng.uniform(0.2, 0.9) + shift, 0, 1))
-            writer.add({"video": expr.video, "exp_id": expr.exp_id, "split": "", "J": j, "F": f_, "JF": (j + f_) / 2,
-                        "error": "", "obj_name": "shape", "cache_key": key, "key_frames": " ".join(names_k), **diag})
-    return {kind: (w.finalize() is not None) and w.dir for kind, w in writers.items()}
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +203,7 @@ def test_view_gathers_maps_masks_and_texts(records):
     from decafbench.cache import AttentionCache
     from decafbench.maskio import read_mask_png
     from decafbench.runstore import read_record
-    from decafbench.show import load_expression_view
+    from decafbench.show_record import load_expression_view
 
     rec = read_record(records["coarse"])
     row = rec.table.iloc[0]
@@ -285,7 +230,8 @@ def test_view_gathers_maps_masks_and_texts(records):
 
 def test_view_tolerates_missing_pieces(records, tmp_path):
     from decafbench.runstore import read_record
-    from decafbench.show import load_expression_view
+    from decafbench.show_record import load_expression_view
+
 
     alone = build_records(tmp_path, limit=1, kinds=("sam2",))["sam2"]
     row = read_record(alone).table.iloc[0]
@@ -302,23 +248,11 @@ def test_view_tolerates_missing_pieces(records, tmp_path):
         load_expression_view(tmp_path / "missing", "synth000", "0")
 
 
-def _cli(argv, capsys) -> tuple[int, str, str]:
-    from decafbench.cli import main
-
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_show_command(records, tmp_path, capsys):
     from PIL import Image
 
     out = tmp_path / "fig.png"
-    code, stdout, _ = _cli(["show", str(records["sam2"]), "--video", "synth000", "--exp", "0", "--frames", "0,5",
+    code, stdout, _ = cli(["show", str(records["sam2"]), "--video", "synth000", "--exp", "0", "--frames", "0,5",
                             "--out", str(out), "--width", "120"], capsys)
     assert code == 0 and "wrote" in stdout
     with Image.open(out) as im:
@@ -326,7 +260,7 @@ def test_show_command(records, tmp_path, capsys):
     for bad, msg in ((["--video", "nope", "--exp", "0"], "no expression"),
                      (["--video", "synth000", "--exp", "0", "--frames", "99"], "outside"),
                      (["--video", "synth000", "--exp", "0", "--out", str(tmp_path / "x.nope")], "format")):
-        code, _, err = _cli(["show", str(records["sam2"]), *bad], capsys)
+        code, _, err = cli(["show", str(records["sam2"]), *bad], capsys)
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
-    code, stdout, _ = _cli(["show", "--help"], capsys)
+    code, stdout, _ = cli(["show", "--help"], capsys)
     assert code == 0 and "Example" in stdout

@@ -17,6 +17,7 @@ import typer
 from scipy import stats as sst
 from typer.testing import CliRunner
 
+from decafbench import runstats as RS
 from decafbench import stats as S
 from decafbench.commands.stats import register
 from decafbench.errors import InputError
@@ -70,8 +71,8 @@ def test_analyse_runs_matches_loop_reference(unit):
     n, k = 60, 4
     values = np.clip(rng.random((n, 1)) + rng.normal(0, 0.1, (n, k)) + [0, 0.02, 0.0, -0.05], 0, 1)
     keys = [(f"v{i // 4:02d}", str(i % 4)) for i in range(n)]
-    aligned = S.Aligned([f"r{j}" for j in range(k)], keys, values, [0] * k)
-    runs, pairs = S.analyse_runs(aligned, baseline=0, unit=unit, resamples=400, seed=11)
+    aligned = RS.Aligned([f"r{j}" for j in range(k)], keys, values, [0] * k)
+    runs, pairs = RS.analyse_runs(aligned, baseline=0, unit=unit, resamples=400, seed=11)
     cl = aligned.clusters(unit)
     ref = R.compare_loop(values, [(0, j) for j in range(1, k)], cl, 400, 11)
     for (_, row), expect in zip(pairs.iterrows(), ref):
@@ -205,7 +206,7 @@ def flat(text: str) -> str:
 
 
 def test_align_counts_shared_and_unshared(runs):
-    aligned = S.align_runs([read_record(p) for p in runs])
+    aligned = RS.align_runs([read_record(p) for p in runs])
     assert len(aligned.keys) == 27
     assert aligned.unshared == [3, 2, 1]
 

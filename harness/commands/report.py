@@ -40,7 +40,8 @@ def show_command(
     Example: decaf show results/embedded/decaf__coarse --video synth000 --exp 0 --frames 0,5,10 --out fig.png
     """
     from decafbench.errors import InputError
-    from decafbench.show import load_expression_view, save_figure
+    from decafbench.show import save_figure
+    from decafbench.show_record import load_expression_view
 
     if width < 16:
         raise InputError(f"--width must be at least 16 pixels, not {width}")

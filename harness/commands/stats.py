@@ -64,7 +64,7 @@ def compare(
     from rich.console import Console
     from rich.table import Table
 
-    from .. import stats
+    from .. import runstats
     from ..runstore import read_record
 
     metric = _metric(metric)
@@ -82,9 +82,9 @@ def compare(
     if len(paths) < 2:
         raise InputError("compare needs at least two runs (or one run and --baseline)")
     records = [read_record(p) for p in paths]
-    aligned = stats.align_runs(records, metric)
-    summary, pairs = stats.analyse_runs(aligned, baseline=base_idx, unit=unit, resamples=resamples,
-                                        seed=seed, confidence=confidence)
+    aligned = runstats.align_runs(records, metric)
+    summary, pairs = runstats.analyse_runs(aligned, baseline=base_idx, unit=unit, resamples=resamples,
+                                           seed=seed, confidence=confidence)
     console = Console(markup=False, highlight=False)
     n_units = len(set(aligned.videos)) if unit == "video" else len(aligned.keys)
     not_shared = ", ".join(f"{lab}: {u}" for lab, u in zip(aligned.labels, aligned.unshared))
@@ -173,14 +173,14 @@ def regress(
     from rich.console import Console
     from rich.table import Table
 
-    from .. import stats
+    from .. import runstats, stats
     from ..runstore import read_record
 
     metric = _metric(metric)
     _check(resamples, unit, alpha=alpha)
     if tolerance < 0:
         raise InputError(f"--tolerance must be >= 0 points, not {tolerance}")
-    aligned = stats.align_runs([read_record(baseline), read_record(candidate)], metric)
+    aligned = runstats.align_runs([read_record(baseline), read_record(candidate)], metric)
     base, cand = aligned.values[:, 0], aligned.values[:, 1]
     res = stats.regression_test(base, cand, tolerance=tolerance / 100, alpha=alpha,
                                 clusters=aligned.clusters(unit), resamples=resamples,
