@@ -10,70 +10,17 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from decafbench.errors import InputError
 
 from .base import Adapter, AdapterSpec, Session, View, ViewResult
+from .common import check_frames, no_grad
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from decafbench.rollout import RolloutConfig
-
-
-DTYPES = ("float32", "bfloat16", "float16")
-
-
-def torch_dtype(dtype: str) -> Any:
-    import torch
-
-    if dtype not in DTYPES:
-        raise InputError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-    return getattr(torch, dtype)
-
-
-def prompt_words() -> list[str]:
-    """Every word of every registered prompt wording (keeps tiny tokenizers' prompts short)."""
-    from decafbench.prompts import PROMPTS, get_prompts
-
-    return [w for name in PROMPTS.names() for w in " ".join(get_prompts(name).to_dict().values()).split()]
-
-
-def load_checked(checkpoint: str, model_types: tuple[str, ...], model_cls: Any, proc_cls: Any, dt: Any, attn: str) -> tuple[Any, Any]:
-    """A local folder or hub id with the family's stock classes, after a model_type check."""
-    from transformers import AutoConfig
-
-    looks_local = checkpoint.startswith((".", "/", "~")) or Path(checkpoint).expanduser().exists()
-    if looks_local and not Path(checkpoint).expanduser().is_dir():
-        raise InputError("checkpoint folder does not exist", path=checkpoint)
-    try:
-        config = AutoConfig.from_pretrained(checkpoint)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot load checkpoint config: {exc}", path=checkpoint) from exc
-    if config.model_type not in model_types:
-        raise InputError(f"model_type {config.model_type!r} is not {' or '.join(model_types)}", path=checkpoint)
-    model = model_cls.from_pretrained(checkpoint, dtype=dt, attn_implementation=attn)
-    processor = proc_cls.from_pretrained(checkpoint)
-    processor.tokenizer.padding_side = "left"
-    return model, processor
-
-
-def check_frames(frames: Sequence[Any]) -> list[Any]:
-    """Key frames as RGB PIL images of one size (one view's grid must be one shape)."""
-    from PIL import Image
-
-    if frames is None or len(frames) == 0:
-        raise InputError("no key frames given")
-    images = []
-    for i, im in enumerate(frames):
-        if not isinstance(im, Image.Image):
-            raise InputError(f"key frame {i} is a {type(im).__name__}, not a PIL image")
-        images.append(im.convert("RGB"))
-    if len({im.size for im in images}) != 1:
-        raise InputError(f"key frames differ in size: {sorted({im.size for im in images})}")
-    return images
 
 
 class EmbedsAdapter(Adapter):
@@ -181,7 +128,7 @@ class EmbedsAdapter(Adapter):
     def answer(self, prompt: str, *, max_new_tokens: int = 8) -> str:
         """Greedy answer to a text-only prompt (the object-choice step)."""
         enc = self.processor.tokenizer([self.chat_text(prompt, None)], return_tensors="pt").to(self.device)
-        with _no_grad():
+        with no_grad():
             out = self.model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **self._greedy(max_new_tokens))
         return self._decode(out[:, enc["input_ids"].shape[1] :])[0]
 
@@ -215,18 +162,18 @@ class EmbedsAdapter(Adapter):
 
         from .attention import capture_attention
 
-        with _no_grad():
+        with no_grad():
             inputs = self.prompt_inputs(rows, feats, view)
         vmask = inputs.pop("visual_mask")
         streaming = StreamingRollout(vmask, self.layers, head_weighting=self.rollout.head_weighting,
                                      residual=self.rollout.residual, store_dtype=torch.float32)
-        with capture_attention(self.model, self.layers, streaming.observe), _no_grad():
+        with capture_attention(self.model, self.layers, streaming.observe), no_grad():
             out = self.model.generate(**inputs, **self._greedy(max_new_tokens))
         length = int(inputs["input_ids"].shape[1])
         return streaming.result(), vmask, self._decode(out[:, length:]), length
 
     def _encode(self, session: Session) -> tuple[list[Any], tuple[int, int, int]]:
-        with self._count_vision(session), _no_grad():
+        with self._count_vision(session), no_grad():
             return self.encode(session.state["pixels"], session.view)
 
     def _to_grid(self, vec: Any, vmask: Any, shape: tuple[int, int, int], view: View, row: int) -> Any:
@@ -266,11 +213,3 @@ class EmbedsAdapter(Adapter):
             yield
         finally:
             handle.remove()
-
-
-@contextmanager
-def _no_grad() -> Iterator[None]:
-    import torch
-
-    with torch.inference_mode():
-        yield

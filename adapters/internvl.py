@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from decafbench.errors import InputError
 
 from .base import View
-from .embeds import EmbedsAdapter, load_checked, prompt_words, torch_dtype
+from .common import load_checked, prompt_words, torch_dtype
+from .embeds import EmbedsAdapter
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -157,7 +157,8 @@ def stitched_grid(packed: "torch.Tensor", base_tokens: int, h: int, w: int) -> "
 # decode) serves both; each family only supplies the hooks below.
 # ------------------------------------------------------------------------------------------
 
-from .embeds import EmbedsAdapter, load_checked, prompt_words, torch_dtype
+from .common import load_checked, prompt_words, torch_dtype
+from .embeds import EmbedsAdapter
 
 
 class LlavaOneVisionAdapter(EmbedsAdapter):

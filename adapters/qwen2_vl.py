@@ -23,27 +23,18 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from decafbench.errors import InputError
 
 from .base import Adapter, AdapterSpec, Session, View, ViewResult
+from .common import check_frames, load_checked, no_grad, prompt_words, torch_dtype
 
 if TYPE_CHECKING:  # pragma: no cover
     from decafbench.rollout import RolloutConfig
 
-DTYPES = ("float32", "bfloat16", "float16")
 #: budgets of the tiny checkpoints when none are given (the real defaults are 400 / 1600)
 TINY_BUDGETS = (16, 64)
-
-
-def _torch_dtype(dtype: str) -> Any:
-    import torch
-
-    if dtype not in DTYPES:
-        raise InputError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-    return getattr(torch, dtype)
 
 
 def budget_size(height: int, width: int, tokens: int, factor: int) -> tuple[int, int]:
@@ -120,14 +111,17 @@ class Qwen2VLAdapter(Adapter):
 
         Budgets default to 400 video tokens per frame and 1600 per image (16 / 64 for tiny).
         """
-        torch_dtype = _torch_dtype(dtype)
+        dt = torch_dtype(dtype)
         if checkpoint in ("tiny", "tiny-2.5"):
             model, processor = build_tiny(version="2.5" if checkpoint == "tiny-2.5" else "2", seed=seed, attn_implementation=attn_implementation)
             default_budgets = TINY_BUDGETS
         else:
-            model, processor = _load_pretrained(checkpoint, torch_dtype, attn_implementation)
+            from transformers import AutoModelForImageTextToText, AutoProcessor
+
+            model, processor = load_checked(checkpoint, ("qwen2_vl", "qwen2_5_vl"), AutoModelForImageTextToText,
+                                            AutoProcessor, dt, attn_implementation)
             default_budgets = (400, 1600)
-        model = model.to(device=device, dtype=torch_dtype)
+        model = model.to(device=device, dtype=dt)
         return cls(
             model,
             processor,
@@ -171,7 +165,7 @@ class Qwen2VLAdapter(Adapter):
     # -- protocol ---------------------------------------------------------------------------
     def open(self, frames: Sequence[Any], view: View) -> Session:
         """Resize the key frames for ``view``, preprocess them and (with reuse) encode them once."""
-        images = _check_frames(frames)
+        images = check_frames(frames)
         if view not in ("video", "frame"):
             raise InputError(f"view must be 'video' or 'frame', got {view!r}")
         h, w = self.view_size(images[0].height, images[0].width, view)
@@ -181,7 +175,7 @@ class Qwen2VLAdapter(Adapter):
         session.state.update(frames=resized, size=(h, w))
         if self.reuse:
             visual = self._visual_inputs(session)
-            with self._count_vision(session), _no_grad():
+            with self._count_vision(session), no_grad():
                 if view == "video":
                     enc = self.model.model.get_video_features(visual["pixel_values_videos"], visual["video_grid_thw"], return_dict=True)
                     session.state["encoded"] = {"video": enc}
@@ -216,7 +210,7 @@ class Qwen2VLAdapter(Adapter):
             residual=self.rollout.residual,
             store_dtype=torch.float32,
         )
-        with self._count_vision(session), capture_attention(self.model, self.layers, streaming.observe), _no_grad():
+        with self._count_vision(session), capture_attention(self.model, self.layers, streaming.observe), no_grad():
             out = self.model.generate(**kwargs, **self._greedy(max_new_tokens))
         session.counters["prefill_tokens"] += int(inputs["input_ids"].numel())
         session.counters["prompts"] += 1
@@ -237,7 +231,7 @@ class Qwen2VLAdapter(Adapter):
         messages = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         inputs = self.processor(text=[text], return_tensors="pt").to(self.device)
-        with _no_grad():
+        with no_grad():
             out = self.model.generate(**inputs, **self._greedy(max_new_tokens))
         return self._decode(out[:, inputs["input_ids"].shape[1]:])[0]
 
@@ -352,11 +346,9 @@ def build_tiny(version: str = "2", seed: int = 0, attn_implementation: str = "sd
     """
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    from decafbench.prompts import PROMPTS, get_prompts
-
     from .tiny import build_tokenizer, seeded
 
-    words = [w for name in PROMPTS.names() for w in " ".join(get_prompts(name).to_dict().values()).split()]
+    words = prompt_words()
     tok = build_tokenizer(SPECIAL_TOKENS, chat_template=CHAT_TEMPLATE, extra_words=words)
     tok.padding_side = "left"
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
@@ -397,49 +389,7 @@ def build_tiny(version: str = "2", seed: int = 0, attn_implementation: str = "sd
     return model.eval(), processor
 
 
-def _load_pretrained(checkpoint: str, torch_dtype: Any, attn_implementation: str) -> tuple[Any, Any]:
-    """A local folder or hub id with stock Auto classes; checks it is a Qwen2(.5)-VL model."""
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
-
-    looks_local = checkpoint.startswith((".", "/", "~")) or Path(checkpoint).expanduser().exists()
-    if looks_local and not Path(checkpoint).expanduser().is_dir():
-        raise InputError("checkpoint folder does not exist", path=checkpoint)
-    try:
-        config = AutoConfig.from_pretrained(checkpoint)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot load checkpoint config: {exc}", path=checkpoint) from exc
-    if config.model_type not in ("qwen2_vl", "qwen2_5_vl"):
-        raise InputError(f"model_type {config.model_type!r} is not qwen2_vl or qwen2_5_vl", path=checkpoint)
-    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch_dtype, attn_implementation=attn_implementation)
-    processor = AutoProcessor.from_pretrained(checkpoint)
-    processor.tokenizer.padding_side = "left"
-    return model, processor
-
-
-def _check_frames(frames: Sequence[Any]) -> list[Any]:
-    from PIL import Image
-
-    if frames is None or len(frames) == 0:
-        raise InputError("no key frames given")
-    images = []
-    for i, im in enumerate(frames):
-        if not isinstance(im, Image.Image):
-            raise InputError(f"key frame {i} is a {type(im).__name__}, not a PIL image")
-        images.append(im.convert("RGB"))
-    if len({im.size for im in images}) != 1:
-        raise InputError(f"key frames differ in size: {sorted({im.size for im in images})}")
-    return images
-
-
 def _bicubic() -> Any:
     from PIL import Image
 
     return Image.Resampling.BICUBIC
-
-
-@contextmanager
-def _no_grad() -> Iterator[None]:
-    import torch
-
-    with torch.inference_mode():
-        yield

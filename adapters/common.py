@@ -1,0 +1,69 @@
+"""Helpers every adapter family shares: dtype names, checkpoint loading, key-frame checks."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from decafbench.errors import InputError
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def torch_dtype(dtype: str) -> Any:
+    import torch
+
+    if dtype not in DTYPES:
+        raise InputError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    return getattr(torch, dtype)
+
+
+def prompt_words() -> list[str]:
+    """Every word of every registered prompt wording (keeps tiny tokenizers' prompts short)."""
+    from decafbench.prompts import PROMPTS, get_prompts
+
+    return [w for name in PROMPTS.names() for w in " ".join(get_prompts(name).to_dict().values()).split()]
+
+
+def load_checked(checkpoint: str, model_types: tuple[str, ...], model_cls: Any, proc_cls: Any, dt: Any, attn: str) -> tuple[Any, Any]:
+    """A local folder or hub id with the family's stock classes, after a model_type check."""
+    from transformers import AutoConfig
+
+    looks_local = checkpoint.startswith((".", "/", "~")) or Path(checkpoint).expanduser().exists()
+    if looks_local and not Path(checkpoint).expanduser().is_dir():
+        raise InputError("checkpoint folder does not exist", path=checkpoint)
+    try:
+        config = AutoConfig.from_pretrained(checkpoint)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load checkpoint config: {exc}", path=checkpoint) from exc
+    if config.model_type not in model_types:
+        raise InputError(f"model_type {config.model_type!r} is not {' or '.join(model_types)}", path=checkpoint)
+    model = model_cls.from_pretrained(checkpoint, dtype=dt, attn_implementation=attn)
+    processor = proc_cls.from_pretrained(checkpoint)
+    processor.tokenizer.padding_side = "left"
+    return model, processor
+
+
+def check_frames(frames: Sequence[Any]) -> list[Any]:
+    """Key frames as RGB PIL images of one size (one view's grid must be one shape)."""
+    from PIL import Image
+
+    if frames is None or len(frames) == 0:
+        raise InputError("no key frames given")
+    images = []
+    for i, im in enumerate(frames):
+        if not isinstance(im, Image.Image):
+            raise InputError(f"key frame {i} is a {type(im).__name__}, not a PIL image")
+        images.append(im.convert("RGB"))
+    if len({im.size for im in images}) != 1:
+        raise InputError(f"key frames differ in size: {sorted({im.size for im in images})}")
+    return images
+
+
+@contextmanager
+def no_grad() -> Iterator[None]:
+    import torch
+
+    with torch.inference_mode():
+        yield
