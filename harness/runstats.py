@@ -109,6 +109,8 @@ def analyse_runs(aligned: Aligned, *, baseline: int | None = None, unit: Unit = 
     dd = Design(design.num[:, k:], design.den)
     tol = tie_tolerance(dd)
     p_boot = bootstrap_p_two_sided(boot[:, k:], tol)
+    if dd.units < 2:  # one resampling unit: every resample is the data itself, no evidence either way
+        p_boot = np.full_like(p_boot, np.nan)
     p_perm = permutation_p_two_sided(signflip_means(dd, resamples, perm_rng), est[k:], tol)
     p_wil = [wilcoxon_p(vals[:, i], vals[:, j], clusters) for i, j in pairs]
     table = pd.DataFrame({

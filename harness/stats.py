@@ -242,7 +242,8 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, clusters=None, weights=Non
     boot = bootstrap_means(design, resamples, seed)
     lo, hi = percentile_interval(boot, confidence)
     p = bootstrap_p_two_sided(boot, tie_tolerance(design))
-    return Interval(float(design.estimate()[0]), float(lo[0]), float(hi[0]), "percentile"), float(p[0])
+    p0 = float(p[0]) if design.units > 1 else float("nan")  # one unit: resamples are the data itself
+    return Interval(float(design.estimate()[0]), float(lo[0]), float(hi[0]), "percentile"), p0
 
 
 def permutation_test(a: np.ndarray, b: np.ndarray, *, clusters=None, weights=None,

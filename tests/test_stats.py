@@ -251,3 +251,18 @@ def test_regress_cli_exit_codes(runs, tmp_path):
     res = CliRunner().invoke(app(), ["regress", "--baseline", str(b), "--candidate", str(a),
                                      "--tolerance", "30", "--resamples", "300"])
     assert res.exit_code == 0, res.output
+
+
+def test_one_resampling_unit_gives_no_bootstrap_p():
+    """With a single video (unit=video) every resample is the data itself: no p-value, not 0.001."""
+    from decafbench import runstats as RS2
+    from decafbench.stats import paired_bootstrap
+
+    a, b = np.array([0.1, 0.2, 0.3]), np.array([0.2, 0.3, 0.4])
+    interval, p = paired_bootstrap(a, b, clusters=["v", "v", "v"], resamples=500)
+    assert np.isnan(p) and interval.estimate == pytest.approx(0.1)
+    aligned = RS2.Aligned(["a", "b"], [("v", "0"), ("v", "1"), ("v", "2")], np.stack([a, b], 1), [0, 0])
+    _, pairs = RS2.analyse_runs(aligned, unit="video", resamples=500)
+    assert np.isnan(pairs["p_bootstrap"].iloc[0])
+    _, pairs = RS2.analyse_runs(aligned, unit="expression", resamples=500)
+    assert pairs["p_bootstrap"].iloc[0] < 0.05
