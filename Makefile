@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PIP    := $(BIN)/pip install --disable-pip-version-check -c constraints.txt
+PIP    := $(BIN)/pip install -q --disable-pip-version-check -c constraints.txt
 
 .PHONY: run test bench venv clean
 
