@@ -149,9 +149,6 @@ def subset_ground_truth(gt, frames: Sequence[str]):
     return GroundTruth(tuple(gt.frames[i] for i in keep), gt.masks[keep], fg, gt.meta)
 
 
-ProgressFn = Callable[[str], None]
-
-
 @dataclass
 class _Output:
     """One (variant, mask kind) run record being written."""
@@ -160,10 +157,6 @@ class _Output:
     mask: MaskSpec
     writer: Any  # RunWriter
     params: dict
-
-    @property
-    def name(self) -> str:
-        return f"{self.variant.label}__{self.mask.label}"
 
 
 class Runner:
@@ -214,7 +207,10 @@ class Runner:
                     mask_kind=m.kind, mask_params=asdict(m), prompt_version=plan.prompt_version,
                     seed=plan.seed, metrics=list(self.benchmark.metrics), config=plan.describe(),
                     scored_frames="key" if m.kind == "coarse" else "all")
-                self.outputs.append(_Output(v, m, RunWriter(plan.out / name, manifest), params))
+                writer = RunWriter(plan.out / name, manifest)
+                _check_identity(writer.dir, {**manifest["config"], "adapter_config": spec.config,
+                                             "variant_params": params, "mask": asdict(m)})
+                self.outputs.append(_Output(v, m, writer, params))
 
     # -- one expression -----------------------------------------------------------------------
     def _maps(self, expression, video) -> tuple[Any, list[int], list]:
@@ -333,6 +329,32 @@ class Runner:
             out.writer.finalize(summary=summarize(rows, self.benchmark.metrics) if self.benchmark.has_ground_truth else None)
             paths.append(out.writer.dir)
         return paths
+
+
+#: plan fields that may change between a run and its resumption
+_RESUMABLE = ("limit", "out", "cache_dir")
+
+
+def _check_identity(run_dir: Path, identity: dict) -> None:
+    """Resume only the same run: a record folder remembers what produced its parts."""
+    import json
+
+    from .runstore import atomic_write_json
+
+    identity = {k: v for k, v in identity.items() if k not in _RESUMABLE}
+    identity = json.loads(json.dumps(identity, default=str))  # normalise tuples and paths
+    path = run_dir / "identity.json"
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise InputError("malformed JSON; delete the folder to start over", path) from None
+        changed = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        if changed:
+            raise InputError(f"holds a run with a different {changed[0]!r}; use another --out or delete it "
+                             "(a rerun of the same command resumes)", run_dir)
+    else:
+        atomic_write_json(path, identity)
 
 
 def _frame_size(path: Path) -> tuple[int, int]:

@@ -135,3 +135,12 @@ def test_no_reuse_reproduces_the_reference_pattern_with_the_same_maps(data, tmp_
     assert b.table["vision_passes"].iloc[0] == 4  # one per prompt and view
     assert a.table["JF"].iloc[0] == b.table["JF"].iloc[0]
     assert a.table["cache_key"].iloc[0] == b.table["cache_key"].iloc[0]  # reuse does not change outputs
+
+
+def test_resume_refuses_a_different_configuration(data, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    _run(data, out, cache, "--masks", "coarse", "--limit", "1")
+    res = runner.invoke(build_app(), ["run", "-b", "mevis", "--root", str(data), "--frames", "3", "--masks", "coarse",
+                                      "--out", str(out), "--cache", str(cache)])
+    assert res.exit_code == 2
+    assert "different 'num_frames'" in res.output and str(out / "decaf__coarse") in res.output
