@@ -12,6 +12,12 @@ float32 when the query length is > 1 and hand ``(layer_idx, attn)`` to ``observe
 can fold it into a streaming rollout and drop it); everything else (other layers, decode
 steps) runs the model's original implementation. On exit the config and the interface
 tables are restored. No modeling file is copied or patched.
+
+Shared-prefix reuse (``with_inputs=True``): a prompt prefilled on top of a cached prefix
+has query length S < key length P + S. The observer then also gets the call's post-RoPE
+query and key (:class:`Captured`), so the caller can rebuild the prefix rows exactly with
+:func:`causal_weights` from a query it kept during the prefix pass (causal rows of the
+prefix do not depend on what follows).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import itertools
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,6 +33,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import Tensor, nn
 
 Observe = Callable[[int, "Tensor"], None]
+
+
+@dataclass(frozen=True)
+class Captured:
+    """What the attention function of one captured call saw: post-RoPE ``query (B, H, Lq, d)``,
+    ``key (B, Hkv, Lk, d)`` (cache included) and the softmax ``scaling``."""
+
+    query: "Tensor"
+    key: "Tensor"
+    scaling: float
 
 _names = itertools.count()  # unique interface names, so nested/parallel captures never collide
 
@@ -71,15 +88,12 @@ def _config_key(model: "nn.Module", lm_config: Any) -> str | None:
     return None
 
 
-def _eager_float32(
-    module: "nn.Module", query: "Tensor", key: "Tensor", value: "Tensor", mask: "Tensor | None", scaling: float
-) -> tuple["Tensor", "Tensor"]:
-    """Causal (masked) softmax attention in float32; returns (output (B, Lq, H, D), weights)."""
+def _masked_softmax(query: "Tensor", key: "Tensor", mask: "Tensor | None", scaling: float) -> "Tensor":
+    """float32 ``softmax(Q K^T * scaling + mask)``; bottom-right causal when ``mask`` is None."""
     import torch
 
     groups = query.shape[1] // key.shape[1]
     k = key.float().repeat_interleave(groups, dim=1) if groups > 1 else key.float()
-    v = value.float().repeat_interleave(groups, dim=1) if groups > 1 else value.float()
     scores = torch.matmul(query.float(), k.transpose(2, 3)) * scaling
     lq, lk = scores.shape[-2], scores.shape[-1]
     neg = torch.finfo(torch.float32).min
@@ -91,7 +105,24 @@ def _eager_float32(
     else:
         scores = scores + mask[..., :lk].float()
         scores = scores.clamp_min(neg)
-    weights = torch.softmax(scores, dim=-1)
+    return torch.softmax(scores, dim=-1)
+
+
+def causal_weights(query: "Tensor", key: "Tensor", scaling: float) -> "Tensor":
+    """Causal float32 attention weights ``(B, H, Lq, Lk)`` of unpadded sequences, computed as
+    the capture computes them (same ops), e.g. to rebuild a cached prefix's rows."""
+    return _masked_softmax(query, key, None, scaling)
+
+
+def _eager_float32(
+    module: "nn.Module", query: "Tensor", key: "Tensor", value: "Tensor", mask: "Tensor | None", scaling: float
+) -> tuple["Tensor", "Tensor"]:
+    """Causal (masked) softmax attention in float32; returns (output (B, Lq, H, D), weights)."""
+    import torch
+
+    groups = query.shape[1] // key.shape[1]
+    v = value.float().repeat_interleave(groups, dim=1) if groups > 1 else value.float()
+    weights = _masked_softmax(query, key, mask, scaling)
     out = torch.matmul(weights, v).to(query.dtype).transpose(1, 2).contiguous()
     return out, weights
 
@@ -106,13 +137,16 @@ def _original_interface(name: str, module: "nn.Module") -> Callable:
 
 
 @contextmanager
-def capture_attention(model: "nn.Module", layers: range, observe: Observe) -> Iterator[None]:
+def capture_attention(model: "nn.Module", layers: range, observe: Callable[..., None], *,
+                      with_inputs: bool = False) -> Iterator[None]:
     """Within the block, feed float32 prefill attention of ``layers`` to ``observe``.
 
     ``observe(layer_idx, attn)`` receives ``attn`` of shape ``(B, H, Lq, Lk)`` (float32,
     causal mask and padding applied) for each captured decoder layer of every forward
     pass whose query length is > 1; decode steps and other layers are untouched. Only the
     language model's attention implementation changes; the vision tower keeps its own.
+    With ``with_inputs=True`` it is called as ``observe(layer_idx, attn, Captured(...))``;
+    ``Lk`` exceeds ``Lq`` when the pass runs on top of a cache.
     """
     from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
     from transformers.modeling_utils import AttentionInterface
@@ -133,7 +167,10 @@ def capture_attention(model: "nn.Module", layers: range, observe: Observe) -> It
         if layer_idx is None or query.shape[2] <= 1:
             return _original_interface(base, module)(module, query, key, value, attention_mask, **kwargs)
         out, weights = _eager_float32(module, query, key, value, attention_mask, kwargs["scaling"])
-        observe(layer_idx, weights)
+        if with_inputs:
+            observe(layer_idx, weights, Captured(query, key, float(kwargs["scaling"])))
+        else:
+            observe(layer_idx, weights)
         return out, None
 
     AttentionInterface.register(name, attention)

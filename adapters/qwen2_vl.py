@@ -14,6 +14,17 @@ instead (the naive pattern: one encoder pass per prompt), for comparison; both g
 same maps. Work is counted in ``session.counters``: ``vision_passes`` (counted by a
 forward hook on the vision tower, so it counts real passes), ``prefill_tokens``, ``prompts``.
 
+Prefix reuse (``prefix_reuse=True``, only with ``reuse``): every prompt of a view starts with
+the same tokens (chat header, vision start, visual pads, vision end); the first ``attend``
+prefills them once into a KV cache kept in the session, and each prompt then prefills only
+its suffix on a copy of that cache and decodes from it. Positions are the model's own 3D
+rope positions of the full sequence (so the suffix sees exactly the positions of a full
+pass). Rollout still gets each layer's full ``(B, H, L, L)`` attention: the prefix rows are
+causal, so they are rebuilt from the prefix queries kept per rolled-out layer
+(``B*H*P*d`` values each, about ``P*d/L^2`` of one full attention matrix) and the
+suffix's keys (the cache's prefix keys). Maps and answers equal the full-prefill ones up to
+float rounding (different matmul shapes); ``prefill_tokens`` counts the prefix once.
+
 Attention: the prefill of each prompt streams float32 attention of the rolled-out layers
 into :class:`decafbench.rollout.StreamingRollout` via
 :func:`decafbench.adapters.attention.capture_attention`; decode steps run on sdpa.
@@ -28,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from decafbench.errors import InputError
 
 from .base import Adapter, AdapterSpec, Session, View, ViewResult
-from .common import check_frames, load_checked, no_grad, prompt_words, torch_dtype
+from .common import check_frames, load_checked, no_grad, torch_dtype
 
 if TYPE_CHECKING:  # pragma: no cover
     from decafbench.rollout import RolloutConfig
@@ -66,6 +77,7 @@ class Qwen2VLAdapter(Adapter):
         video_tokens_per_frame: int = 400,
         image_tokens: int = 1600,
         reuse: bool = True,
+        prefix_reuse: bool = True,
     ) -> None:
         from decafbench.rollout import RolloutConfig
 
@@ -80,7 +92,9 @@ class Qwen2VLAdapter(Adapter):
         self.video_tokens_per_frame = int(video_tokens_per_frame)
         self.image_tokens = int(image_tokens)
         self.reuse = reuse
+        self.prefix_reuse = prefix_reuse
         cfg = model.config
+        self.vision_end_token_id = int(cfg.vision_end_token_id)
         self.video_token_id = int(cfg.video_token_id)
         self.image_token_id = int(cfg.image_token_id)
         vp = processor.video_processor
@@ -103,6 +117,7 @@ class Qwen2VLAdapter(Adapter):
         video_tokens_per_frame: int | None = None,
         image_tokens: int | None = None,
         reuse: bool = True,
+        prefix_reuse: bool = True,
         attn_implementation: str = "sdpa",
         seed: int = 0,
     ) -> "Qwen2VLAdapter":
@@ -110,9 +125,13 @@ class Qwen2VLAdapter(Adapter):
         folder or hub id loaded with AutoModelForImageTextToText / AutoProcessor.
 
         Budgets default to 400 video tokens per frame and 1600 per image (16 / 64 for tiny).
+        ``prefix_reuse`` prefills the prompts' shared prefix once per view (needs ``reuse``);
+        it changes work done, not outputs, so it is not part of :meth:`spec`.
         """
         dt = torch_dtype(dtype)
         if checkpoint in ("tiny", "tiny-2.5"):
+            from .qwen2_vl_tiny import build_tiny
+
             model, processor = build_tiny(version="2.5" if checkpoint == "tiny-2.5" else "2", seed=seed, attn_implementation=attn_implementation)
             default_budgets = TINY_BUDGETS
         else:
@@ -132,6 +151,7 @@ class Qwen2VLAdapter(Adapter):
             video_tokens_per_frame=video_tokens_per_frame or default_budgets[0],
             image_tokens=image_tokens or default_budgets[1],
             reuse=reuse,
+            prefix_reuse=prefix_reuse,
         )
 
     def spec(self) -> AdapterSpec:
@@ -198,6 +218,8 @@ class Qwen2VLAdapter(Adapter):
         empty = (visual_mask.sum(dim=1) == 0).nonzero().flatten().tolist()
         if empty:
             raise InputError(f"empty visual span in sequence(s) {empty}: no {'video' if session.view == 'video' else 'image'} pad tokens in the prompt")
+        if self.reuse and self.prefix_reuse and bool(inputs["attention_mask"].all()):  # rebuilt prefix rows assume no padding
+            return self._attend_shared(session, prompt, inputs, visual_mask, max_new_tokens)
         kwargs = dict(inputs)
         if self.reuse:
             kwargs.pop("pixel_values", None)
@@ -214,6 +236,15 @@ class Qwen2VLAdapter(Adapter):
             out = self.model.generate(**kwargs, **self._greedy(max_new_tokens))
         session.counters["prefill_tokens"] += int(inputs["input_ids"].numel())
         session.counters["prompts"] += 1
+        return self._result(session, prompt, streaming, out, inputs, visual_mask, int(inputs["input_ids"].shape[1]), 0)
+
+    def _result(self, session: Session, prompt: str, streaming: Any, out: Any, inputs: dict, visual_mask: Any,
+                prefilled: int, prefix: int) -> ViewResult:
+        """Map and texts of one prompt; ``stats["prefill_tokens"]`` is what this call prefilled per
+        sequence (the shared prefix counts in the call that prefilled it), so the stats of a
+        view's prompts add up to ``session.counters["prefill_tokens"]`` per sequence."""
+        import torch
+
         vec = streaming.result()
         if not bool(torch.isfinite(vec).all()):
             raise InputError(f"NaN or inf in the rollout map of prompt {prompt[:40]!r} ({session.view} view)")
@@ -223,7 +254,8 @@ class Qwen2VLAdapter(Adapter):
             texts=texts,
             attention=attention,
             temporal_stride=self.temporal_patch if session.view == "video" else 1,
-            stats={"grid": list(attention.shape), "prefill_tokens": int(inputs["input_ids"].shape[1]), "visual_tokens": int(visual_mask[0].sum())},
+            stats={"grid": list(attention.shape), "prefill_tokens": prefilled,
+                   "prompt_tokens": int(inputs["input_ids"].shape[1]), "prefix_tokens": prefix, "visual_tokens": int(visual_mask[0].sum())},
         )
 
     def answer(self, prompt: str, *, max_new_tokens: int = 8) -> str:
@@ -234,6 +266,86 @@ class Qwen2VLAdapter(Adapter):
         with no_grad():
             out = self.model.generate(**inputs, **self._greedy(max_new_tokens))
         return self._decode(out[:, inputs["input_ids"].shape[1]:])[0]
+
+    # -- shared prefix ----------------------------------------------------------------------
+    def _attend_shared(self, session: Session, prompt: str, inputs: dict, visual_mask: Any, max_new_tokens: int) -> ViewResult:
+        """``attend`` with the session's prefix prefilled once and only this prompt's suffix here."""
+        import copy
+
+        import torch
+
+        from decafbench.rollout import StreamingRollout
+
+        from .attention import capture_attention, causal_weights
+
+        ids = inputs["input_ids"]
+        positions = self._positions(inputs)
+        before = session.counters["prefill_tokens"]
+        prefix = self._prefix(session, inputs, positions)
+        plen, length = prefix["length"], ids.shape[1]
+        streaming = StreamingRollout(
+            visual_mask,
+            self.layers,
+            head_weighting=self.rollout.head_weighting,
+            residual=self.rollout.residual,
+            store_dtype=torch.float32,
+        )
+
+        def observe(layer: int, attn: Any, seen: Any) -> None:
+            # suffix rows come from this pass; prefix rows (causal) from the kept prefix query
+            # and the cached prefix keys; prefix rows are zero in the suffix columns
+            full = attn.new_zeros(attn.shape[0], attn.shape[1], length, length)
+            full[:, :, :plen, :plen] = causal_weights(prefix["queries"][layer], seen.key[:, :, :plen], seen.scaling)
+            full[:, :, plen:, :] = attn
+            streaming.observe(layer, full)
+
+        kwargs = {k: v for k, v in inputs.items() if k not in ("pixel_values", "pixel_values_videos")}
+        with self._count_vision(session), capture_attention(self.model, self.layers, observe, with_inputs=True), no_grad():
+            out = self.model.generate(**kwargs, position_ids=positions, cache=copy.deepcopy(prefix["cache"]),
+                                      **self._greedy(max_new_tokens))
+        session.counters["prefill_tokens"] += int(ids.shape[0] * (length - plen))
+        session.counters["prompts"] += 1
+        prefilled = (session.counters["prefill_tokens"] - before) // ids.shape[0]
+        return self._result(session, prompt, streaming, out, inputs, visual_mask, prefilled, plen)
+
+    def _prefix_length(self, ids: Any) -> int:
+        """Tokens through the (last) vision-end token: what every prompt of a view shares."""
+        ends = [int(hits[-1]) + 1 if hits.numel() else 0 for hits in ((row == self.vision_end_token_id).nonzero().flatten() for row in ids)]
+        if len(set(ends)) != 1 or ends[0] == 0 or ends[0] >= ids.shape[1]:
+            raise InputError(f"prompt has no vision-end token before its question (vision-end positions {ends})")
+        return ends[0]
+
+    def _prefix(self, session: Session, inputs: dict, positions: Any) -> dict:
+        """The session's prefilled prefix (KV cache + prefix queries of the rolled-out layers),
+        prefilled on first use, or again if this prompt's prefix differs from the kept one."""
+        import torch
+
+        from .attention import capture_attention
+
+        ids = inputs["input_ids"]
+        plen = self._prefix_length(ids)
+        kept = session.state.get("prefix")
+        if kept is not None and kept["length"] == plen and torch.equal(kept["ids"], ids[:, :plen]):
+            return kept
+        queries: dict[int, Any] = {}
+
+        def keep_query(layer: int, _attn: Any, seen: Any) -> None:
+            queries[layer] = seen.query
+
+        part = {k: v[:, :plen] for k, v in inputs.items() if k in ("input_ids", "attention_mask", "mm_token_type_ids")}
+        grids = {k: v for k, v in inputs.items() if k in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts")}
+        with self._count_vision(session), capture_attention(self.model, self.layers, keep_query, with_inputs=True), no_grad():
+            out = self.model.model(**part, **grids, position_ids=positions[..., :plen], use_cache=True,
+                                   mm_encoder_outputs=dict(session.state["encoded"]))
+        kept = {"length": plen, "ids": ids[:, :plen].clone(), "cache": out.cache, "queries": queries}
+        session.state["prefix"] = kept
+        session.counters["prefill_tokens"] += int(ids.shape[0] * plen)
+        return kept
+
+    def _positions(self, inputs: dict) -> Any:
+        """The position ids ``generate`` computes for the full prompt (the model's own method)."""
+        model_kwargs = {k: v for k, v in inputs.items() if k not in ("input_ids", "pixel_values", "pixel_values_videos")}
+        return self.model._prepare_position_ids_for_generation(inputs["input_ids"], model_kwargs)
 
     # -- internals --------------------------------------------------------------------------
     def _visual_kwargs(self, session: Session) -> dict:
@@ -308,85 +420,6 @@ class Qwen2VLAdapter(Adapter):
             yield
         finally:
             handle.remove()
-
-
-#: Qwen2-VL's chat template (same rendering as the released checkpoints' template)
-CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
-    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
-    "<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
-    "<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
-]
-
-
-#: Weight init std of tiny models. At transformers' default (0.02) a 64-wide random model's
-#: attention is near uniform, so the object and background maps differ only by a global factor
-#: and the contrastive map is identically zero: nothing downstream would be exercised. A wider
-#: init gives peaked random attention; the outputs are still whatever random weights give.
-TINY_INIT_RANGE = 0.3
-
-
-def build_tiny(version: str = "2", seed: int = 0, attn_implementation: str = "sdpa",
-               initializer_range: float = TINY_INIT_RANGE) -> tuple[Any, Any]:
-    """A random-weight Qwen2-VL (``"2"``) or Qwen2.5-VL (``"2.5"``) of the real architecture with
-    4 language layers, a 2-block vision tower and a locally trained tokenizer: no network.
-    """
-    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
-
-    from .tiny import build_tokenizer, seeded
-
-    words = prompt_words()
-    tok = build_tokenizer(SPECIAL_TOKENS, chat_template=CHAT_TEMPLATE, extra_words=words)
-    tok.padding_side = "left"
-    ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    text = dict(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
-        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
-        initializer_range=initializer_range,
-    )
-    common = dict(
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-        attn_implementation=attn_implementation,
-    )
-    if version == "2":
-        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
-
-        vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=4, mlp_ratio=2, initializer_range=initializer_range)
-        config = Qwen2VLConfig(text_config=text, vision_config=vision, initializer_range=initializer_range, **common)
-        model_cls, proc_cls = Qwen2VLForConditionalGeneration, Qwen2VLProcessor
-    elif version == "2.5":
-        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
-
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=64, window_size=56,
-                      fullatt_block_indexes=[1], initializer_range=initializer_range)
-        config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, initializer_range=initializer_range, **common)
-        model_cls, proc_cls = Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
-    else:
-        raise InputError(f"tiny Qwen version must be '2' or '2.5', got {version!r}")
-    with seeded(seed):
-        model = model_cls(config)
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    processor = proc_cls(
-        image_processor=Qwen2VLImageProcessor(), tokenizer=tok, video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE
-    )
-    return model.eval(), processor
 
 
 def _bicubic() -> Any:

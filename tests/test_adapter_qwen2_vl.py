@@ -208,3 +208,94 @@ def test_answer_text_only(adapter):
     a = adapter.answer("Expression: the cat. Candidates: cat, dog. Answer in one word.", max_new_tokens=3)
     assert isinstance(a, str)
     assert a == adapter.answer("Expression: the cat. Candidates: cat, dog. Answer in one word.", max_new_tokens=3)
+
+
+# -- shared-prefix prefill reuse ---------------------------------------------------------------
+PROMPTS3 = (PROMPT, BACKGROUND, "the small dog?")
+
+
+def _run_prompts(adapter, frames, view, prefix_reuse, reuse=True, prompts=PROMPTS3, max_new_tokens=3):
+    adapter.prefix_reuse, adapter.reuse = prefix_reuse, reuse
+    try:
+        session = adapter.open(frames, view)
+        results = [adapter.attend(session, p, max_new_tokens=max_new_tokens) for p in prompts]
+    finally:
+        adapter.prefix_reuse, adapter.reuse = True, True
+    return session, results
+
+
+def _close(a, b, rel):
+    """Equal up to ``rel`` of the map's scale (rollout maps span decades; tiny entries carry
+    absolute, not relative, float32 rounding)."""
+    return bool(((a - b).abs() <= rel * b.abs().max()).all())
+
+
+@pytest.mark.parametrize("view", ["video", "frame"])
+def test_prefix_reuse_same_maps_texts_fewer_tokens(adapter, view):
+    frames = _frames()
+    shared, res = _run_prompts(adapter, frames, view, prefix_reuse=True)
+    full, ref = _run_prompts(adapter, frames, view, prefix_reuse=False)
+    naive, nref = _run_prompts(adapter, frames, view, prefix_reuse=True, reuse=False)  # reuse=False: no prefix reuse either
+    for r, f, n in zip(res, ref, nref):
+        assert r.texts == f.texts == n.texts
+        assert r.attention.shape == f.attention.shape and _close(r.attention, f.attention, 1e-5)
+        assert torch.allclose(r.attention, f.attention, rtol=1e-4, atol=1e-7)
+        assert n.stats["prefix_tokens"] == f.stats["prefix_tokens"] == 0
+    batch = 1 if view == "video" else T
+    plen = res[0].stats["prefix_tokens"]
+    assert 0 < plen < min(r.stats["prompt_tokens"] for r in res) and all(r.stats["prefix_tokens"] == plen for r in res)
+    assert res[0].stats["prefill_tokens"] == res[0].stats["prompt_tokens"]  # the first prompt prefilled the prefix
+    assert [r.stats["prefill_tokens"] for r in res[1:]] == [r.stats["prompt_tokens"] - plen for r in res[1:]]
+    assert full.counters["prefill_tokens"] == naive.counters["prefill_tokens"] == batch * sum(r.stats["prompt_tokens"] for r in ref)
+    assert full.counters["prefill_tokens"] - shared.counters["prefill_tokens"] == (len(PROMPTS3) - 1) * batch * plen
+    assert shared.counters["prefill_tokens"] == batch * sum(r.stats["prefill_tokens"] for r in res)
+    assert shared.counters["vision_passes"] == full.counters["vision_passes"] == 1
+    assert naive.counters["vision_passes"] == len(PROMPTS3)  # one encoder pass per prompt
+    assert shared.counters["prompts"] == full.counters["prompts"] == len(PROMPTS3)
+    assert "prefix_reuse" not in adapter.spec().config  # work done, not outputs
+
+
+def test_prefix_reuse_exact_in_float64_qwen25():
+    """In float64 the only difference (matmul shapes) rounds away: maps agree to ~1e-12."""
+    from decafbench.adapters.registry import create_adapter
+
+    ad = create_adapter("qwen2-vl:tiny-2.5", video_tokens_per_frame=16, image_tokens=64, prefix_reuse=True)
+    ad.model.to(torch.float64)
+    frames = _frames(4)
+    for view in ("video", "frame"):
+        _, res = _run_prompts(ad, frames, view, prefix_reuse=True, prompts=PROMPTS3[:2])
+        _, ref = _run_prompts(ad, frames, view, prefix_reuse=False, prompts=PROMPTS3[:2])
+        for r, f in zip(res, ref):
+            assert r.texts == f.texts and torch.allclose(r.attention, f.attention, rtol=1e-10, atol=0), view
+
+
+@pytest.mark.parametrize("view", ["video", "frame"])
+def test_prefix_suffix_first_token_logits_equal_full_pass(adapter, view):
+    """Suffix on a copy of the prefix cache, at the model's own full-sequence 3D positions,
+    gives the full pass's next-token logits (so decoding continues identically)."""
+    import copy
+
+    session = adapter.open(_frames(3), view)
+    for prompt in PROMPTS3[:2]:
+        inputs = adapter._prompt_inputs(session, prompt)
+        positions = adapter._positions(inputs)
+        prefix = adapter._prefix(session, inputs, positions)
+        plen = prefix["length"]
+        ids = inputs["input_ids"]
+        assert torch.equal(ids[:, :plen], prefix["ids"]) and bool((ids[:, plen - 1] == adapter.vision_end_token_id).all())
+        assert not bool(inputs["mm_token_type_ids"][:, plen:].any())  # the suffix is text only
+        with torch.no_grad():
+            kw = {k: v for k, v in inputs.items() if k not in ("pixel_values", "pixel_values_videos")}
+            full = adapter.model(**kw, mm_encoder_outputs=dict(session.state["encoded"])).logits[:, -1]
+            cache = copy.deepcopy(prefix["cache"])
+            part = adapter.model(input_ids=ids[:, plen:], attention_mask=inputs["attention_mask"], position_ids=positions[..., plen:],
+                                 cache=cache, use_cache=True).logits[:, -1]
+        assert cache.get_seq_length() == ids.shape[1] and prefix["cache"].get_seq_length() == plen  # the kept cache is untouched
+        assert torch.allclose(part, full, rtol=1e-5, atol=1e-5 * float(full.abs().max()))
+        assert torch.equal(part.argmax(-1), full.argmax(-1))
+    assert session.state["prefix"] is prefix  # one prefill per session
+    before = session.counters["prefill_tokens"]
+    prefix["ids"] = prefix["ids"] + 1  # a prompt whose prefix differs from the kept one is prefilled again
+    again = adapter._prefix(session, inputs, positions)
+    assert again is not prefix and session.state["prefix"] is again
+    assert session.counters["prefill_tokens"] - before == ids.shape[0] * plen

@@ -142,7 +142,7 @@ def test_tiny_tokenizer_deterministic_and_specials():
 # -- attention capture -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_model():
-    from decafbench.adapters.qwen2_vl import build_tiny
+    from decafbench.adapters.qwen2_vl_tiny import build_tiny
 
     model, processor = build_tiny("2", seed=0)
     return model, processor
@@ -229,6 +229,36 @@ def test_capture_restores_on_error_and_checks_layers(tiny_model):
         with capture_attention(model, range(3, 4), boom):
             model(**_text_inputs(processor))
     assert model.config.text_config._attn_implementation == "sdpa"
+
+
+def test_capture_with_inputs_on_cached_prefill_rebuilds_full_rows(tiny_model):
+    """Prefix pass, then the suffix on top of its cache: the suffix rows (Lq < Lk) and the
+    prefix rows rebuilt with causal_weights from the prefix query equal the full pass's rows."""
+    from decafbench.adapters.attention import Captured, capture_attention, causal_weights
+
+    model, processor = tiny_model
+    ids = _text_inputs(processor)["input_ids"]
+    L, P = ids.shape[1], 5
+    full, pre, suf = {}, {}, {}
+    with torch.no_grad():
+        with capture_attention(model, range(1, 4), lambda i, a, c: full.__setitem__(i, (a, c)), with_inputs=True):
+            model(input_ids=ids)
+        with capture_attention(model, range(1, 4), lambda i, a, c: pre.__setitem__(i, (a, c)), with_inputs=True):
+            cache = model(input_ids=ids[:, :P], use_cache=True).cache
+        with capture_attention(model, range(1, 4), lambda i, a, c: suf.__setitem__(i, (a, c)), with_inputs=True):
+            model(input_ids=ids[:, P:], cache=cache, use_cache=True)
+    assert sorted(full) == sorted(pre) == sorted(suf) == [1, 2, 3]
+    for i in range(1, 4):
+        attn, seen = full[i]
+        assert isinstance(seen, Captured) and seen.query.shape[2] == seen.key.shape[2] == L and seen.scaling > 0
+        assert torch.equal(causal_weights(seen.query, seen.key, seen.scaling), attn)  # same ops as the capture
+        sattn, sseen = suf[i]
+        assert sattn.shape == (1, 4, L - P, L) and sseen.key.shape[2] == L
+        rebuilt = torch.zeros_like(attn)
+        rebuilt[:, :, :P, :P] = causal_weights(pre[i][1].query, sseen.key[:, :, :P], sseen.scaling)
+        rebuilt[:, :, P:] = sattn
+        assert torch.allclose(rebuilt, attn, rtol=1e-5, atol=1e-5)  # float32 rounding of other matmul shapes
+        assert torch.all(rebuilt.triu(diagonal=1) == 0)
 
 
 # -- prompts ------------------------------------------------------------------------------------
