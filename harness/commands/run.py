@@ -103,8 +103,9 @@ def run_command(
     dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32, bfloat16, float16."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N expressions."),
-    no_reuse: bool = typer.Option(False, "--no-reuse", help="Encode the visual input once per prompt, as the reference "
-                                  "implementation does (same outputs; for comparing vision passes and time)."),
+    no_reuse: bool = typer.Option(False, "--no-reuse", help="Encode the visual input and prefill the whole prompt once per "
+                                  "prompt, as the reference implementation does (same outputs; for comparing vision "
+                                  "passes, prefilled tokens and time)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Run DecAF end to end and score it. With no arguments: the embedded benchmark and tiny models.
