@@ -94,11 +94,13 @@ def jaccard(gt: object, pred: object) -> float | np.ndarray:
     """
     (g, p), is2d = _masks(gt, pred)
     out = np.ones(g.shape[0], dtype=np.float64)
-    live, r_lo, r_hi = _bits.live_rows(g, p)
-    for t, lo, hi in zip(live, r_lo, r_hi):
-        gs, ps = g[t, lo : hi + 1], p[t, lo : hi + 1]
-        inter = np.count_nonzero(gs & ps)
-        out[t] = inter / (np.count_nonzero(gs) + np.count_nonzero(ps) - inter)
+    u, both = np.empty(g.shape[1:], dtype=bool), np.empty(g.shape[1:], dtype=bool)
+    for t in range(g.shape[0]):
+        hit = _bits.union_rows(g, p, t, u)
+        if hit is not None:  # |gt| + |pred| - |gt & pred| = |gt | pred|
+            _, lo, hi = hit
+            np.logical_and(g[t, lo : hi + 1], p[t, lo : hi + 1], out=both[lo : hi + 1])
+            out[t] = np.count_nonzero(both[lo : hi + 1]) / np.count_nonzero(u[lo : hi + 1])
     return _out(out, is2d)
 
 
@@ -132,24 +134,36 @@ def tolerance_pixels(shape_hw: tuple[int, int], bound_th: float = 0.008) -> floa
     return float(np.ceil(bound_th * np.linalg.norm(shape_hw)))
 
 
-def _jf(g: np.ndarray, p: np.ndarray, bound_th: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame J and F of validated 3-D boolean masks."""
+def _jf(g: np.ndarray, p: np.ndarray, bound_th: float, with_j: bool = True
+        ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame J (all ones unless ``with_j``) and F of validated 3-D boolean masks."""
     n_frames, big_h, big_w = g.shape
     rows = _bits.disk_rows(tolerance_pixels((big_h, big_w), bound_th))
     spare = _bits.spare_columns(rows)
     j_out = np.ones(n_frames, dtype=np.float64)  # empty union: J = 1
     f_out = np.ones(n_frames, dtype=np.float64)  # both boundaries empty: P = R = 1
-    live, r_lo, r_hi = _bits.live_rows(g, p)
-    order = np.argsort(r_lo - r_hi, kind="stable")  # tallest first: batch similar heights
-    per_row = 2 * (-(-(big_w + spare) // 64) + 1)
+    live, y_lo, y_hi, x_lo, x_hi = _bits.union_boxes(g, p)
+    heights, widths = y_hi - y_lo + 1, x_hi - x_lo + 1
+    order = np.argsort(-heights, kind="stable")  # tallest first: batch similar heights
+    pad = max([0] + [abs(dy) - 1 for dy, _, _ in rows])
+    scratch = _bits.Scratch()  # work buffers shared by the batches of this call
     i = 0
     while i < live.size:
-        height = int(r_hi[order[i]] - r_lo[order[i]]) + 2
-        pick = order[i : i + max(1, _CHUNK_WORDS // (per_row * height))]
-        inter, union, f = _bits.chunk_jf(g, p, live[pick], r_lo[pick], r_hi[pick], rows, spare)
-        j_out[live[pick]] = _jaccard_from_counts(inter, union)
+        hc, wc, k = int(heights[order[i]]), int(widths[order[i]]), i + 1
+        while k < live.size:  # grow the batch while its packed words fit the chunk
+            wk = max(wc, int(widths[order[k]]))
+            if 2 * (k + 1 - i) * (hc + 1 + pad) * -(-(wk + spare) // 64) > _CHUNK_WORDS:
+                break
+            wc, k = wk, k + 1
+        pick = order[i:k]
+        y0 = np.minimum(y_lo[pick], big_h - hc)
+        x0 = np.minimum(x_lo[pick], big_w - wc)
+        inter, union, f = _bits.chunk_jf(g, p, live[pick], y0, x0, hc, wc, rows, spare,
+                                         with_j, scratch)
+        if with_j:
+            j_out[live[pick]] = _jaccard_from_counts(inter, union)
         f_out[live[pick]] = f
-        i += len(pick)
+        i = k
     return j_out, f_out
 
 
@@ -160,7 +174,7 @@ def boundary_f(gt: object, pred: object, bound_th: float = 0.008) -> float | np.
     ``bound_th`` < 1 is a fraction of the image diagonal, >= 1 a pixel radius.
     """
     (g, p), is2d = _masks(gt, pred)
-    return _out(_jf(g, p, bound_th)[1], is2d)
+    return _out(_jf(g, p, bound_th, with_j=False)[1], is2d)
 
 
 def jaccard_and_f(gt: object, pred: object, bound_th: float = 0.008

@@ -281,3 +281,22 @@ def test_score_expression_means() -> None:
     assert all(isinstance(v, float) for v in out.values())
     assert M.score_expression(g[0], p[0], metrics=("JF",)) == pytest.approx(
         {"JF": (R.jaccard_ref(g[0], p[0]) + R.boundary_f_ref(g[0], p[0])) / 2})
+
+
+def test_batch_windows_of_mixed_extent_at_borders() -> None:
+    """One batch shares the tallest frame's height and the widest frame's width: frames whose
+    shared window is pushed against the bottom / right border must replicate the border
+    row / column only there, and J must count only the frame's own pixels."""
+    rng = np.random.default_rng(21)
+    h, w = 70, 150
+    gt = np.zeros((5, h, w), bool)
+    gt[0, 2:68, 3:40] = True  # tall and narrow
+    gt[1, 60:70, 100:150] = True  # short and wide, bottom-right corner
+    gt[2, 30:34, 146:150] = True  # small, at the right border
+    gt[3, 66:70, 5:9] = True  # small, at the bottom border
+    gt[4] = rng.random((h, w)) < 0.02
+    pred = gt.copy()
+    pred[:4] = np.roll(gt[:4], (1, -1), axis=(1, 2))
+    pred[4] = rng.random((h, w)) < 0.02
+    for bt in (0.008, 2, 3):
+        check(gt, pred, bt)
