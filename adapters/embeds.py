@@ -4,6 +4,17 @@ LLaVA-OneVision and InternVL both encode a view's frames once with the stock mod
 feature methods, lay the prompt out with exactly the visual tokens the map needs, splice the
 features into the token embeddings and run prefill (with attention capture and streaming
 rollout) and greedy decoding. Each family supplies the hooks (encode, prompt layout, grid).
+
+Prefix reuse (``prefix_reuse=True``, only with ``reuse``): every prompt of a view starts with
+the same tokens (chat header and system prompt through the last visual placeholder), and with
+reused features the same ``inputs_embeds`` there. The first ``attend`` prefills that prefix
+once per sequence chunk into a KV cache kept in the session, together with the post-RoPE
+queries of the rolled-out layers; each prompt then prefills only its suffix (plain 1-D
+positions continue at ``P``: ``generate`` slices the full ``inputs_embeds`` to what the cache
+lacks) on a copy of the cache and decodes from it. The prefix rows of each layer's attention
+are causal, so they are rebuilt exactly from the kept queries and the cached prefix keys
+(:func:`decafbench.adapters.attention.causal_weights`) and rollout still sees the full
+``(B, H, L, L)`` matrix. ``prefill_tokens`` counts the prefix once per chunk, then each suffix.
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ class EmbedsAdapter(Adapter):
 
     def __init__(
         self, model: Any, processor: Any, *, checkpoint: str, dtype: str, device: str, rollout: "RolloutConfig | None",
-        frame_batch_size: int, system_prompt: str | None, reuse: bool,
+        frame_batch_size: int, system_prompt: str | None, reuse: bool, prefix_reuse: bool = True,
     ) -> None:
         from decafbench.rollout import RolloutConfig
 
@@ -47,6 +58,7 @@ class EmbedsAdapter(Adapter):
         self.frame_batch_size = int(frame_batch_size)
         self.system_prompt = system_prompt
         self.reuse = bool(reuse)
+        self.prefix_reuse = bool(prefix_reuse)  # work done, not outputs: not in spec()
         self.num_layers = language_layers(model)
         self.layers = self.rollout.layers(self.num_layers)
 
@@ -113,12 +125,12 @@ class EmbedsAdapter(Adapter):
         for start in range(0, len(feats), step):
             chunk = feats[start : start + step]
             rows = [self.expand(text, session.view, int(f.shape[0])) for f in chunk]
-            vec, vmask, out_texts, length = self._run(rows, chunk, session.view, max_new_tokens)
+            vec, vmask, out_texts, length, plen, prefilled = self._run(session, start, rows, chunk, max_new_tokens)
             per_row = (grid[0] // len(feats), grid[1], grid[2])
             maps += [self._to_grid(vec[b], vmask[b], per_row, session.view, start + b) for b in range(len(chunk))]
             texts += out_texts
-            session.counters["prefill_tokens"] += length * len(chunk)
-            stats = {"prefill_tokens": length, "visual_tokens": int(vmask[0].sum())}
+            session.counters["prefill_tokens"] += prefilled * len(chunk)
+            stats = {"prefill_tokens": prefilled, "prompt_tokens": length, "prefix_tokens": plen, "visual_tokens": int(vmask[0].sum())}
         session.counters["prompts"] += 1
         attention = torch.cat(maps).cpu().contiguous()
         if not bool(torch.isfinite(attention).all()):
@@ -155,22 +167,76 @@ class EmbedsAdapter(Adapter):
         embeds = embeds.masked_scatter(place.unsqueeze(-1), visual)
         return {"input_ids": ids, "attention_mask": enc["attention_mask"], "inputs_embeds": embeds, "visual_mask": vmask}
 
-    def _run(self, rows: list[str], feats: Sequence[Any], view: View, max_new_tokens: int) -> tuple[Any, Any, list[str], int]:
+    def _run(self, session: Session, key: int, rows: list[str], feats: Sequence[Any],
+             max_new_tokens: int) -> tuple[Any, Any, list[str], int, int, int]:
+        """Rollout vector, visual mask, texts, prompt length, prefix length (0: no prefix reuse)
+        and tokens prefilled per sequence here, for one chunk (``key``: its first sequence)."""
+        import copy
+
         import torch
 
         from decafbench.rollout import StreamingRollout
 
-        from .attention import capture_attention
+        from .attention import capture_attention, causal_weights
 
         with no_grad():
-            inputs = self.prompt_inputs(rows, feats, view)
+            inputs = self.prompt_inputs(rows, feats, session.view)
         vmask = inputs.pop("visual_mask")
+        length = int(inputs["input_ids"].shape[1])
         streaming = StreamingRollout(vmask, self.layers, head_weighting=self.rollout.head_weighting,
                                      residual=self.rollout.residual, store_dtype=torch.float32)
-        with capture_attention(self.model, self.layers, streaming.observe), no_grad():
-            out = self.model.generate(**inputs, **self._greedy(max_new_tokens))
-        length = int(inputs["input_ids"].shape[1])
-        return streaming.result(), vmask, self._decode(out[:, length:]), length
+        if not (self.reuse and self.prefix_reuse and bool(inputs["attention_mask"].all())):  # rebuilt rows assume no padding
+            with capture_attention(self.model, self.layers, streaming.observe), no_grad():
+                out = self.model.generate(**inputs, **self._greedy(max_new_tokens))
+            return streaming.result(), vmask, self._decode(out[:, length:]), length, 0, length
+        prefix, prefilled = self._prefix(session, key, inputs)
+        plen = prefix["length"]
+
+        def observe(layer: int, attn: Any, seen: Any) -> None:
+            # suffix rows come from this pass; prefix rows (causal) from the kept prefix query
+            # and the cached prefix keys; prefix rows are zero in the suffix columns
+            full = attn.new_zeros(attn.shape[0], attn.shape[1], length, length)
+            full[:, :, :plen, :plen] = causal_weights(prefix["queries"][layer], seen.key[:, :, :plen], seen.scaling)
+            full[:, :, plen:, :] = attn
+            streaming.observe(layer, full)
+
+        with capture_attention(self.model, self.layers, observe, with_inputs=True), no_grad():
+            out = self.model.generate(**inputs, cache=copy.deepcopy(prefix["cache"]), **self._greedy(max_new_tokens))
+        return streaming.result(), vmask, self._decode(out[:, length:]), length, plen, prefilled + length - plen
+
+    def _prefix_length(self, ids: Any, view: View) -> int:
+        """Tokens through the (last) visual placeholder: what every prompt of a view shares."""
+        pid = self.placeholder(view)[2]
+        ends = [int(hits[-1]) + 1 if hits.numel() else 0 for hits in ((row == pid).nonzero().flatten() for row in ids)]
+        if len(set(ends)) != 1 or ends[0] == 0 or ends[0] >= ids.shape[1]:
+            raise InputError(f"{view} view: prompt has no visual placeholder before its question (last placeholder ends {ends})")
+        return ends[0]
+
+    def _prefix(self, session: Session, key: int, inputs: dict) -> tuple[dict, int]:
+        """Chunk ``key``'s prefilled prefix (KV cache + prefix queries of the rolled-out layers)
+        and the tokens per sequence prefilled for it now: prefilled on first use, or again if this
+        prompt's prefix differs from the kept one."""
+        import torch
+
+        from .attention import capture_attention
+
+        ids = inputs["input_ids"]
+        plen = self._prefix_length(ids, session.view)
+        store = session.state.setdefault("prefix", {})
+        kept = store.get(key)
+        if kept is not None and kept["length"] == plen and torch.equal(kept["ids"], ids[:, :plen]):
+            return kept, 0
+        queries: dict[int, Any] = {}
+
+        def keep_query(layer: int, _attn: Any, seen: Any) -> None:
+            queries[layer] = seen.query
+
+        with capture_attention(self.model, self.layers, keep_query, with_inputs=True), no_grad():
+            out = self.model.model(inputs_embeds=inputs["inputs_embeds"][:, :plen], attention_mask=inputs["attention_mask"][:, :plen],
+                                   use_cache=True)
+        kept = {"length": plen, "ids": ids[:, :plen].clone(), "cache": out.cache, "queries": queries}
+        store[key] = kept
+        return kept, plen
 
     def _encode(self, session: Session) -> tuple[list[Any], tuple[int, int, int]]:
         with self._count_vision(session), no_grad():

@@ -20,7 +20,8 @@ Token layout in transformers 5.x (checked in the tests against the model's own f
 
 Visual features go in as ``inputs_embeds`` (the shared flow of
 :class:`decafbench.adapters.llava_onevision.EmbedsAdapter`): encoded once per view with
-``reuse=True``, per prompt otherwise.
+``reuse=True``, per prompt otherwise; with reuse, ``prefix_reuse=True`` (default) prefills the
+prompts' shared prefix (through the last ``<IMG_CONTEXT>``) once per view and sequence chunk.
 """
 
 from __future__ import annotations
@@ -154,10 +155,11 @@ class InternVLAdapter(EmbedsAdapter):
         frame_batch_size: int = 4,
         system_prompt: str | None = None,
         reuse: bool = True,
+        prefix_reuse: bool = True,
     ) -> None:
         super().__init__(
             model, processor, checkpoint=checkpoint, dtype=dtype, device=device, rollout=rollout,
-            frame_batch_size=frame_batch_size, system_prompt=system_prompt, reuse=reuse,
+            frame_batch_size=frame_batch_size, system_prompt=system_prompt, reuse=reuse, prefix_reuse=prefix_reuse,
         )
         if not 1 <= int(frame_min_tiles) <= int(frame_max_tiles):
             raise InputError(f"need 1 <= frame_min_tiles <= frame_max_tiles, got {frame_min_tiles}, {frame_max_tiles}")
@@ -183,6 +185,7 @@ class InternVLAdapter(EmbedsAdapter):
         frame_batch_size: int = 4,
         system_prompt: str | None = None,
         reuse: bool = True,
+        prefix_reuse: bool = True,
         attn_implementation: str = "sdpa",
         seed: int = 0,
     ) -> "InternVLAdapter":
@@ -203,7 +206,7 @@ class InternVLAdapter(EmbedsAdapter):
         return cls(
             model.to(device=device, dtype=dt), processor, checkpoint=checkpoint, dtype=dtype, device=device, rollout=rollout,
             frame_min_tiles=frame_min_tiles, frame_max_tiles=frame_max_tiles, frame_thumbnail=frame_thumbnail,
-            frame_batch_size=frame_batch_size, system_prompt=system_prompt, reuse=reuse,
+            frame_batch_size=frame_batch_size, system_prompt=system_prompt, reuse=reuse, prefix_reuse=prefix_reuse,
         )
 
     def settings(self) -> dict:

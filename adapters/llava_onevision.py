@@ -24,6 +24,9 @@ functions and a per-tile reference):
 
 Reuse: with ``reuse=True`` (default) ``open()`` encodes the frames once and every prompt on
 that view reuses the features; ``reuse=False`` re-encodes per prompt (same maps, more work).
+With reuse, ``prefix_reuse=True`` (default) also prefills the prompts' shared prefix (through
+the last visual placeholder) once per view and sequence chunk and each prompt only its suffix
+(see :mod:`decafbench.adapters.embeds`; maps equal to float rounding, same answers).
 ``session.counters``: ``vision_passes`` (a forward hook on the vision tower: real passes),
 ``prefill_tokens``, ``prompts``. Attention: each prefill streams float32 attention of the
 rolled-out layers into :class:`decafbench.rollout.StreamingRollout`; decoding runs on sdpa.
@@ -180,10 +183,11 @@ class LlavaOneVisionAdapter(EmbedsAdapter):
         frame_batch_size: int = 4,
         system_prompt: str | None = DEFAULT_SYSTEM,
         reuse: bool = True,
+        prefix_reuse: bool = True,
     ) -> None:
         super().__init__(
             model, processor, checkpoint=checkpoint, dtype=dtype, device=device, rollout=rollout,
-            frame_batch_size=frame_batch_size, system_prompt=system_prompt, reuse=reuse,
+            frame_batch_size=frame_batch_size, system_prompt=system_prompt, reuse=reuse, prefix_reuse=prefix_reuse,
         )
         ratio = frame_aspect_ratio or getattr(model.config, "vision_aspect_ratio", None) or "anyres_max_9"
         if not (isinstance(ratio, str) and ratio.startswith("anyres_max_") and ratio[len("anyres_max_"):].isdigit()):
@@ -205,6 +209,7 @@ class LlavaOneVisionAdapter(EmbedsAdapter):
         frame_batch_size: int = 4,
         system_prompt: str | None = DEFAULT_SYSTEM,
         reuse: bool = True,
+        prefix_reuse: bool = True,
         attn_implementation: str = "sdpa",
         seed: int = 0,
     ) -> "LlavaOneVisionAdapter":
@@ -225,7 +230,7 @@ class LlavaOneVisionAdapter(EmbedsAdapter):
         return cls(
             model.to(device=device, dtype=dt), processor, checkpoint=checkpoint, dtype=dtype, device=device, rollout=rollout,
             frame_aspect_ratio=frame_aspect_ratio, video_newline=video_newline, frame_batch_size=frame_batch_size,
-            system_prompt=system_prompt, reuse=reuse,
+            system_prompt=system_prompt, reuse=reuse, prefix_reuse=prefix_reuse,
         )
 
     def settings(self) -> dict:
