@@ -74,6 +74,7 @@ class RunPlan:
     max_new_tokens: int = 8
     limit: int | None = None
     reuse: bool = True
+    prefix_reuse: bool = True
     trust_pickle: bool = False
 
     def describe(self) -> dict:
@@ -187,7 +188,7 @@ class Runner:
             if m.kind not in MASK_KINDS:
                 raise InputError(f"unknown mask kind {m.kind!r} (known: {', '.join(MASK_KINDS)})")
         self.adapter = create_adapter(plan.model, dtype=plan.dtype, device=plan.device, rollout=plan.rollout,
-                                      reuse=plan.reuse)
+                                      reuse=plan.reuse, prefix_reuse=plan.prefix_reuse)
         self.cache = AttentionCache(plan.cache_dir)
         self.sam2 = None
         if any(m.kind == "sam2" for m in plan.masks):

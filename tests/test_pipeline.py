@@ -144,3 +144,13 @@ def test_resume_refuses_a_different_configuration(data, tmp_path):
                                       "--out", str(out), "--cache", str(cache)])
     assert res.exit_code == 2
     assert "different 'num_frames'" in res.output and str(out / "decaf__coarse") in res.output
+
+
+def test_no_prefix_reuse_keeps_encoder_reuse_and_outputs(data, tmp_path):
+    _run(data, tmp_path / "a", tmp_path / "ca", "--masks", "coarse", "--limit", "1")
+    _run(data, tmp_path / "b", tmp_path / "cb", "--masks", "coarse", "--limit", "1", "--no-prefix-reuse")
+    _run(data, tmp_path / "c", tmp_path / "cc", "--masks", "coarse", "--limit", "1", "--no-reuse")
+    a, b, c = (read_record(tmp_path / k / "decaf__coarse").table.iloc[0] for k in "abc")
+    assert (a["vision_passes"], b["vision_passes"], c["vision_passes"]) == (2, 2, 4)
+    assert a["prefill_tokens"] < b["prefill_tokens"] == c["prefill_tokens"]
+    assert a["JF"] == b["JF"] == c["JF"]

@@ -106,6 +106,8 @@ def run_command(
     no_reuse: bool = typer.Option(False, "--no-reuse", help="Encode the visual input and prefill the whole prompt once per "
                                   "prompt, as the reference implementation does (same outputs; for comparing vision "
                                   "passes, prefilled tokens and time)."),
+    no_prefix_reuse: bool = typer.Option(False, "--no-prefix-reuse", help="Keep vision-encoder reuse but prefill "
+                                         "each prompt whole (saves the kept prefix cache and queries: GPU memory)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Run DecAF end to end and score it. With no arguments: the embedded benchmark and tiny models.
@@ -132,7 +134,8 @@ def run_command(
                    rollout=RolloutConfig(rollout_start, rollout_end, head_weighting, residual),
                    variants=_variant_specs(variant or ["decaf"]),
                    masks=_mask_specs(masks, point_threshold, final_threshold), sam2=sam2, out=out,
-                   cache_dir=None if no_cache else cache, seed=seed, limit=limit, reuse=not no_reuse)
+                   cache_dir=None if no_cache else cache, seed=seed, limit=limit, reuse=not no_reuse,
+                   prefix_reuse=not no_prefix_reuse)
     execute(plan, ["decaf", *sys.argv[1:]])
 
 
