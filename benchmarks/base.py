@@ -24,6 +24,14 @@ class VideoInfo:
     frame_dir: Path
     frame_ext: str = ".jpg"
 
+    def __post_init__(self) -> None:
+        # a last guard for every reader (third-party ones too): ids never become path parts
+        from decafbench.safepath import check_id
+
+        check_id(self.name, "video id")
+        for f in self.frames:
+            check_id(f, f"video {self.name!r}: frame name")
+
     def frame_path(self, frame: str) -> Path:
         return self.frame_dir / f"{frame}{self.frame_ext}"
 
@@ -48,6 +56,12 @@ class Expression:
     obj_ids: tuple[str, ...] = ()
     anno_ids: tuple[str, ...] = ()
     split: str = ""
+
+    def __post_init__(self) -> None:
+        from decafbench.safepath import check_id
+
+        check_id(self.video, "video id")
+        check_id(self.exp_id, f"video {self.video!r}: expression id")
 
     @property
     def key(self) -> tuple[str, str]:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from decafbench.errors import InputError
 from decafbench.maskio import decode_rle, read_json, require
+from decafbench.safepath import check_id
 
 from .base import Benchmark, Expression, VideoInfo
 
@@ -192,10 +193,16 @@ class MetaBenchmark(Benchmark):
         data = read_json(path, "meta expressions file")
         videos = require(data, "videos", path, "", dict)
         for name, vdata in videos.items():
-            require(vdata, "expressions", path, f"videos.{name}", dict)
-            if "frames" in vdata and not (isinstance(vdata["frames"], list)
-                                          and all(isinstance(f, str) for f in vdata["frames"])):
-                raise InputError(f"field videos.{name}.frames should be a list of frame names", path)
+            # ids are data that later become folder and file names: refuse anything but plain names
+            check_id(name, "videos (a video id)", path)
+            exps = require(vdata, "expressions", path, f"videos.{name}", dict)
+            for exp_id in exps:
+                check_id(exp_id, f"videos.{name}.expressions (an expression id)", path)
+            if "frames" in vdata:
+                if not (isinstance(vdata["frames"], list) and all(isinstance(f, str) for f in vdata["frames"])):
+                    raise InputError(f"field videos.{name}.frames should be a list of frame names", path)
+                for i, f in enumerate(vdata["frames"]):
+                    check_id(f, f"videos.{name}.frames[{i}]", path)
         return videos
 
     @cached_property

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Mapping
 
 from decafbench.errors import InputError
 from decafbench.maskio import read_mask_png
+from decafbench.safepath import check_id, safe_join
 
 from .base import Expression, GroundTruth
 from .formats import MetaBenchmark, as_id_tuple, list_pngs
@@ -56,8 +57,11 @@ class ReasonVOS(MetaBenchmark):
         source = self.meta[video].get("source")
         if not isinstance(source, str):
             raise InputError(f"missing field videos.{video}.source", self.meta_path())
+        check_id(source, f"videos.{video}.source", self.meta_path())
+        check_id(obj_id, f"videos.{video}.expressions.*.obj_id", self.meta_path())
         base = self.root / "Annotations"
-        candidates = [base / f"{s}_{video}_{obj_id}" for s in dict.fromkeys((source.lower(), source))]
+        candidates = [safe_join(base, f"{s}_{video}_{obj_id}", what="annotation folder")
+                      for s in dict.fromkeys((source.lower(), source))]
         for c in candidates:
             if c.is_dir():
                 return c

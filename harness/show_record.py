@@ -76,11 +76,12 @@ class _Sources:
 
     def load_masks(self, names: Sequence[str], rows: Sequence[int], images: Sequence[np.ndarray]) -> dict:
         from .maskio import read_mask_png
+        from .safepath import safe_join
 
         masks: dict[str, list[np.ndarray | None]] = {}
         for kind, folder in self.mask_dirs.items():
-            masks[kind] = [read_mask_png(folder / f"{n}.png") if (folder / f"{n}.png").is_file() else None
-                           for n in names]
+            paths = [safe_join(folder, f"{n}.png", what="prediction") for n in names]
+            masks[kind] = [read_mask_png(p) if p.is_file() else None for p in paths]
         if "coarse" not in masks and "fused" in self.stages:
             from .coarse import coarse_masks
 
@@ -129,9 +130,14 @@ def _mask_dirs(run_dir: Path, manifest: dict, video: str, exp_id: str) -> dict[s
     """This record's predictions and those of sibling records (same variant, other mask kind)."""
     import json
 
+    from .safepath import check_id, safe_join
+
+    check_id(video, "video id")  # ids come from a record or the command line: plain names only
+    check_id(exp_id, "expression id")
+
     def folder(path: Path, m: dict) -> Path | None:
         base = path / "predictions" if (path / "predictions").is_dir() else _resolve_dir(m.get("predictions"), path)
-        return None if base is None else base / video / exp_id
+        return None if base is None else safe_join(base, video, exp_id, what="prediction folder")
 
     kind = manifest.get("mask_kind")
     own_kind = kind if kind in ("coarse", "sam2") else "prediction"
@@ -182,7 +188,8 @@ def _stages(manifest: dict, row: dict, cache_dir: Path | None, n_key: int, notes
 
 
 def expression_sources(run_dir: Path, video: str, exp_id: str, *, cache_dir: str | Path | None = None,
-                       root: str | Path | None = None, record: Any = None, benchmark: Any = None) -> _Sources:
+                       root: str | Path | None = None, record: Any = None, benchmark: Any = None,
+                       trust_pickle: bool = False) -> _Sources:
     """Locate frames, maps, masks and texts of one expression of the record at ``run_dir``."""
     from .runstore import TABLE, read_record
 
@@ -198,9 +205,9 @@ def expression_sources(run_dir: Path, video: str, exp_id: str, *, cache_dir: str
 
         if not m.get("benchmark"):
             raise InputError("manifest has no 'benchmark' field", run_dir / "manifest.json")
-        cfg = m.get("config") if isinstance(m.get("config"), dict) else {}
+        # trust comes only from the caller (the command line), never from the record's manifest
         benchmark = get_benchmark(str(m["benchmark"]), root=root or m.get("root"), split=m.get("split"),
-                                  trust_pickle=bool(cfg.get("trust_pickle", False)))
+                                  trust_pickle=trust_pickle)
     info = benchmark.video(video)
     expr = next((e for e in benchmark.expressions() if e.video == video and str(e.exp_id) == exp_id), None)
     if expr is None:
@@ -229,7 +236,8 @@ def expression_sources(run_dir: Path, video: str, exp_id: str, *, cache_dir: str
 
 def load_expression_view(run_dir: str | Path, video: str, exp_id: str, *, frames: str | Sequence[int] | None = None,
                          cache_dir: str | Path | None = None, root: str | Path | None = None,
-                         record: Any = None, benchmark: Any = None, max_rows: int = 4) -> ExpressionView:
+                         record: Any = None, benchmark: Any = None, max_rows: int = 4,
+                         trust_pickle: bool = False) -> ExpressionView:
     """Frames, stage maps and masks of one expression of a run record, for the chosen key frames.
 
     ``frames``: indices into the key frames ("0,5,10" or a list; default ``max_rows`` spread
@@ -241,7 +249,7 @@ def load_expression_view(run_dir: str | Path, video: str, exp_id: str, *, frames
     missing record, expression or video is an InputError.
     """
     src = expression_sources(Path(run_dir), str(video), str(exp_id), cache_dir=cache_dir, root=root,
-                             record=record, benchmark=benchmark)
+                             record=record, benchmark=benchmark, trust_pickle=trust_pickle)
     text = frames if frames is None or isinstance(frames, str) else ",".join(str(int(i)) for i in frames)
     rows = parse_rows(text, len(src.key_frames), max_rows)
     names = [src.key_frames[r] for r in rows]
