@@ -41,6 +41,7 @@ class ReportOptions:
     root: Path | None = None
     thumb_width: int = 160
     figure_dpi: int = 80
+    trust_pickle: bool = False  # only ever from the command line (--trust-pickle), never from a record
 
 
 @dataclass
@@ -318,9 +319,10 @@ def build_report(runs: Sequence[str | Path], *, baseline: str | Path | None = No
         from decafbench.benchmarks.registry import get_benchmark
 
         m = records[0].manifest
-        cfg = m.get("config") if isinstance(m.get("config"), dict) else {}
+        # trust (reading a pickle runs code) comes only from the person running the report, never
+        # from a record, which may have been sent by anyone
         bench = get_benchmark(str(m.get("benchmark")), root=opts.root or m.get("root"), split=m.get("split"),
-                              trust_pickle=bool(cfg.get("trust_pickle", False)))
+                              trust_pickle=opts.trust_pickle)
         texts = {(e.video, str(e.exp_id)): e.text for e in bench.expressions()}
     except InputError as exc:
         notes.append(f"benchmark of {labels[0]} not readable ({exc}); no expression texts or figures.")

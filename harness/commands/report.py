@@ -16,6 +16,8 @@ import typer
 CacheDir = Annotated[Optional[Path], typer.Option("--cache-dir", help="attention cache folder (default: the "
                                                                       "manifest's config.cache_dir)")]
 Root = Annotated[Optional[Path], typer.Option("--root", help="dataset root (default: the manifest's root)")]
+TrustPickle = Annotated[bool, typer.Option("--trust-pickle", help="allow reading the dataset's mask_dict.pkl "
+                                                                  "(a pickle runs code); never taken from a record")]
 
 
 def show_command(
@@ -31,6 +33,7 @@ def show_command(
     normalize: Annotated[str, typer.Option(help="video: min-max each stage over the video (shared 0..1 "
                                                 "scale); none: raw values")] = "video",
     width: Annotated[int, typer.Option(help="panel width in pixels")] = 240,
+    trust_pickle: TrustPickle = False,
 ) -> None:
     """One figure for one expression: a row per chosen key frame; columns for the frame, the
     four cached maps (object / background, video / frame view), the contrastive and fused
@@ -45,7 +48,8 @@ def show_command(
 
     if width < 16:
         raise InputError(f"--width must be at least 16 pixels, not {width}")
-    view = load_expression_view(run_dir, video, exp, frames=frames, cache_dir=cache_dir, root=root)
+    view = load_expression_view(run_dir, video, exp, frames=frames, cache_dir=cache_dir, root=root,
+                                trust_pickle=trust_pickle)
     fig = view.figure(normalize=normalize, thumb_width=width)
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{video}_{exp}")
     path = save_figure(fig, out or Path(f"show_{safe}.png"))
@@ -66,6 +70,7 @@ def report_command(
     seed: Annotated[int, typer.Option(help="seed of every random draw")] = 0,
     cache_dir: CacheDir = None,
     root: Root = None,
+    trust_pickle: TrustPickle = False,
 ) -> None:
     """One self-contained HTML file (images inline, no network): leaderboard with CIs, J&F
     distributions, paired differences against the baseline, how each fusion stage moves
@@ -89,7 +94,8 @@ def report_command(
         raise InputError(f"--resamples must be at least 1, not {resamples}")
     if out.suffix.lower() not in (".html", ".htm"):
         raise InputError("--out must end in .html", out)
-    opts = ReportOptions(figures=n_fig, resamples=resamples, seed=seed, cache_dir=cache_dir, root=root)
+    opts = ReportOptions(figures=n_fig, resamples=resamples, seed=seed, cache_dir=cache_dir, root=root,
+                         trust_pickle=trust_pickle)
     result = write_report(runs, out, baseline=baseline, options=opts)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
