@@ -33,24 +33,52 @@ __all__ = [
     "encode_rle",
     "read_json",
     "require",
+    "check_png",
 ]
 
 _LABEL_MODES = {"P", "L", "1", "I", "I;16", "I;16B", "I;16L"}
 
 
-def _open_image(path: str | Path, what: str):
-    """Open and fully decode an image, turning every failure into one InputError line."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _open_image(path: str | Path, what: str, *, png: bool = False):
+    """Open and fully decode an image, turning every failure into one InputError line.
+
+    ``png=True`` also refuses anything that is not really a PNG (a JPEG renamed ``.png``
+    would otherwise be scored, its compression noise counting as foreground).
+    """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"missing {what}", path)
     try:
+        if png:
+            with open(path, "rb") as fh:
+                head = fh.read(len(PNG_SIGNATURE))
+            if head != PNG_SIGNATURE:
+                kind = _sniff(head)
+                if kind:
+                    raise InputError(f"not a PNG file (it is a {kind}): {what}s must be lossless PNG; "
+                                     "convert it, do not rename it", path)
+                raise InputError(f"corrupt or not a PNG file (no PNG signature): expected a {what}", path)
         img = Image.open(path)
+        if png and img.format != "PNG":
+            raise InputError(f"not a PNG file (PIL reads it as {img.format})", path)
         img.load()  # decode now so that a truncated file fails here, not later
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"corrupt or unreadable {what} ({type(exc).__name__}: {exc})", path) from None
     return img
+
+
+def _sniff(head: bytes) -> str:
+    """A name for common image formats by their first bytes (for the error message)."""
+    for sig, name in ((b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"RIFF", "WebP/RIFF"),
+                      (b"II*\0", "TIFF"), (b"MM\0*", "TIFF")):
+        if head.startswith(sig):
+            return name
+    return ""
 
 
 def read_mask_png(path: str | Path) -> "np.ndarray":
@@ -61,13 +89,23 @@ def read_mask_png(path: str | Path) -> "np.ndarray":
     """
     import numpy as np
 
-    img = _open_image(path, "mask PNG")
+    img = _open_image(path, "mask PNG", png=True)
     if img.mode in ("RGBA", "LA", "PA"):
         img = img.convert(img.mode[:-1] if img.mode != "PA" else "P")
     arr = np.asarray(img)
     if arr.ndim == 3:
         return arr.any(axis=2)
     return arr != 0
+
+
+def check_png(path: str | Path, shape: tuple[int, int] | None = None, what: str = "mask PNG") -> tuple[int, int]:
+    """Refuse a file that is not a decodable PNG (signature, full decode) or, with ``shape``
+    ``(H, W)``, not of that size. Returns its ``(H, W)``."""
+    img = _open_image(path, what, png=True)
+    h, w = img.height, img.width
+    if shape is not None and (h, w) != tuple(shape):
+        raise InputError(f"{what} is {w}x{h} but the frame is {shape[1]}x{shape[0]} (WxH)", path)
+    return h, w
 
 
 def read_label_png(path: str | Path) -> "np.ndarray":
@@ -78,7 +116,7 @@ def read_label_png(path: str | Path) -> "np.ndarray":
     """
     import numpy as np
 
-    img = _open_image(path, "label PNG")
+    img = _open_image(path, "label PNG", png=True)
     if img.mode == "PA":
         img = img.convert("P")
     if img.mode not in _LABEL_MODES:
