@@ -59,16 +59,48 @@ def cache_key(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+_KEY_CHARS = frozenset("0123456789abcdef")
+
+
+def tensors_digest(tensors: Mapping[str, Any]) -> str:
+    """sha256 over the maps' names, dtypes, shapes and raw bytes (in ``MAP_NAMES`` order)."""
+    h = hashlib.sha256()
+    for name in MAP_NAMES:
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr)
+
+
 class AttentionCache:
-    """get/put of :class:`MapsRecord` by key; ``None`` directory disables caching."""
+    """get/put of :class:`MapsRecord` by key; ``None`` directory disables caching.
+
+    Every entry stores a sha256 of its tensors' bytes (and of its texts) beside them; ``get``
+    verifies it, and an entry that does not match (garbled bytes, truncated file, an entry
+    from an older format without a digest) is reported with one warning line and treated as a
+    miss, so it is recomputed and rewritten, never used. Writes go to a temporary file in
+    the same folder and are renamed, so concurrent writers of one key never mix their bytes.
+    """
 
     def __init__(self, directory: str | Path | None):
         self.dir = None if directory is None else Path(directory)
         self.hits = 0
         self.misses = 0
+        self.corrupt = 0
+        if self.dir is not None and self.dir.exists() and not self.dir.is_dir():
+            raise InputError("attention cache folder is a file, not a folder", self.dir)
 
     def path(self, key: str) -> Path:
         assert self.dir is not None
+        # keys reach here from run records too (show / report): hex digests only, never a path
+        if not (isinstance(key, str) and 16 <= len(key) <= 128 and set(key) <= _KEY_CHARS):
+            raise InputError(f"attention cache key {str(key)[:40]!r} is not a hex digest")
         return self.dir / key[:2] / f"{key}.safetensors"
 
     def get(self, key: str) -> MapsRecord | None:
@@ -78,7 +110,6 @@ class AttentionCache:
         if not path.is_file():
             self.misses += 1
             return None
-        from safetensors import SafetensorError
         from safetensors.torch import safe_open
 
         try:
@@ -86,8 +117,21 @@ class AttentionCache:
                 meta = fh.metadata() or {}
                 tensors = {n: fh.get_tensor(n) for n in MAP_NAMES}
             info = json.loads(meta.get("decafbench", "{}"))
-        except (SafetensorError, OSError, json.JSONDecodeError, KeyError) as exc:
-            raise InputError(f"corrupt attention cache entry ({exc}); delete it to recompute", path) from None
+            stored = meta.get("digest")
+            problem = None
+            if not stored:
+                problem = "has no digest (written by an older version)"
+            elif stored != _entry_digest(tensors, meta.get("decafbench", "{}")):
+                problem = "does not match its digest (garbled data)"
+            elif not all(bool(t.isfinite().all()) for t in tensors.values()):
+                problem = "holds NaN or inf"
+        except Exception as exc:  # noqa: BLE001 - safetensors raises assorted types on garbled headers
+            problem = f"is unreadable ({type(exc).__name__})"
+        if problem is not None:
+            self.corrupt += 1
+            self.misses += 1
+            _warn(f"{path}: attention cache entry {problem}; recomputing it")
+            return None
         self.hits += 1
         return MapsRecord(**tensors, temporal_stride=int(info.get("temporal_stride", 1)),
                           texts=info.get("texts", {}), stats=info.get("stats", {}))
@@ -97,16 +141,34 @@ class AttentionCache:
             return
         from safetensors.torch import save
 
+        from .runstore import apply_umask
+
         for name, t in record.maps().items():
             if not bool(t.isfinite().all()):
                 raise InputError(f"attention map {name} contains NaN or inf; not caching it")
         info = {"temporal_stride": record.temporal_stride, "texts": record.texts, "stats": record.stats,
                 "key_fields": dict(fields or {})}
-        data = save({n: t.detach().to("cpu").float().contiguous() for n, t in record.maps().items()},
-                    metadata={"decafbench": json.dumps(info, default=str)})
+        tensors = {n: t.detach().to("cpu").float().contiguous() for n, t in record.maps().items()}
+        info_text = _dumps(info)
+        data = save(tensors, metadata={"decafbench": info_text, "digest": _entry_digest(tensors, info_text)})
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            apply_umask(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _dumps(info: Mapping[str, Any]) -> str:
+    from .runstore import json_safe
+
+    return json.dumps(json_safe(info), allow_nan=False, default=str)
+
+
+def _entry_digest(tensors: Mapping[str, Any], info_text: str) -> str:
+    return hashlib.sha256((tensors_digest(tensors) + "\0" + info_text).encode()).hexdigest()
