@@ -9,9 +9,10 @@ import json
 import os
 import tempfile
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from decafbench.errors import InputError
+from decafbench.safepath import check_id
 
 from .base import Benchmark
 from .formats import load_pickle_mask_dict
@@ -63,28 +64,56 @@ def prediction_dir(pred: str | Path) -> Path:
     return pred
 
 
+def member_name(*parts: str) -> str:
+    """A zip member name from ids: each part one plain name, so nothing can unpack outside
+    the folder it is unpacked into (no ``..``, no absolute path, no separator in an id)."""
+    for part in parts:
+        check_id(part, "zip member part")
+    name = "/".join(parts)
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or ".." in pure.parts:  # pragma: no cover - check_id already refuses these
+        raise InputError(f"zip member name {name!r} would leave the folder")
+    return name
+
+
 def export_submission(bench: Benchmark, pred: str | Path, out: str | Path) -> int:
     """Zip ``Annotations/VIDEO/EXP_ID/FRAME.png`` for every frame of every expression.
 
     The layout is the one the Ref-YouTube-VOS and MeViS servers take (as produced by
     ReferFormer's and VISA's ``zip`` scripts). Nothing is written unless every mask is
-    present and is a PNG; the zip is written to a temporary name and renamed.
+    present, is a decodable PNG (real PNG signature, not a renamed JPEG) of its frame's size,
+    and every member name is a plain relative path; the zip is written to a temporary name
+    and renamed.
     """
+    from decafbench.maskio import check_png
+    from decafbench.safepath import safe_join
+
+    from .formats import frame_size
+
     pred_dir = prediction_dir(pred)
     out = Path(out)
+    if out.is_dir():
+        raise InputError("--out is a folder; give the zip file to write", out)
     jobs: list[tuple[Path, str]] = []
     missing: list[Path] = []
+    sizes: dict[str, tuple[int, int]] = {}
     for exp in bench.expressions():
         video = bench.video(exp.video)
         for frame in video.frames:
-            p = pred_dir / exp.video / exp.exp_id / f"{frame}.png"
+            p = safe_join(pred_dir, exp.video, exp.exp_id, f"{frame}.png", what="prediction")
             if p.is_file():
-                jobs.append((p, f"Annotations/{exp.video}/{exp.exp_id}/{frame}.png"))
+                jobs.append((p, member_name("Annotations", exp.video, exp.exp_id, f"{frame}.png")))
             else:
                 missing.append(p)
     if missing:
         raise InputError(f"predictions incomplete: {len(missing)} of {len(missing) + len(jobs)} masks missing, "
                          f"first {missing[0].relative_to(pred_dir)}", pred_dir)
+    # every mask is checked before anything is written
+    for path, arcname in jobs:
+        video_name = arcname.split("/")[1]
+        if video_name not in sizes:
+            sizes[video_name] = frame_size(bench.video(video_name))
+        check_png(path, sizes[video_name], what="prediction PNG")
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
@@ -92,9 +121,12 @@ def export_submission(bench: Benchmark, pred: str | Path, out: str | Path) -> in
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for path, arcname in jobs:
                 data = path.read_bytes()
-                if not data.startswith(PNG_SIGNATURE):
+                if not data.startswith(PNG_SIGNATURE):  # changed since it was checked
                     raise InputError("not a PNG file", path)
                 zf.writestr(arcname, data)
+        from decafbench.runstore import apply_umask
+
+        apply_umask(tmp)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -8,13 +8,11 @@ touches predictions; the metrics are pure functions of the two.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
-import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -27,10 +25,26 @@ MissingPolicy = Literal["error", "empty"]
 class EvalOptions:
     missing: MissingPolicy = "error"
     workers: int = 0  # 0: one per core (capped by the number of videos); 1: in this process
+    limit: int | None = None  # only the first N expressions (sorted by video, expression id)
+
+    def validate(self) -> "EvalOptions":
+        if self.missing not in ("error", "empty"):
+            raise InputError(f"--missing must be 'error' or 'empty', not {self.missing!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise InputError(f"--workers must be 0 (one per core) or a positive number, not {self.workers!r}")
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
+                                       or self.limit < 1):
+            raise InputError(f"--limit must be a positive number of expressions, not {self.limit!r}")
+        return self
 
 
 def prediction_path(pred_dir: Path, video: str, exp_id: str, frame: str) -> Path:
-    return Path(pred_dir) / video / exp_id / f"{frame}.png"
+    """``PRED/VIDEO/EXP_ID/FRAME.png``, refused if it would resolve outside ``pred_dir``."""
+    from .safepath import check_id, safe_join
+
+    for value, what in ((video, "video id"), (exp_id, "expression id"), (frame, "frame name")):
+        check_id(value, what)
+    return safe_join(pred_dir, video, exp_id, f"{frame}.png", what="prediction")
 
 
 def read_prediction(pred_dir: Path, video: str, exp_id: str, frames: Sequence[str], shape: tuple[int, int],
@@ -94,38 +108,63 @@ def group_by_video(expressions: Iterable) -> dict[str, list]:
 
 
 def _pool_context():
-    # fork is cheapest, but not safe once torch (with its thread pools) is loaded
-    return mp.get_context("fork" if "torch" not in sys.modules and sys.platform != "win32" else "spawn")
+    from .pool import pool_context
+
+    return pool_context()
 
 
 def evaluate(benchmark, pred_dir: str | Path, options: EvalOptions = EvalOptions(),
-             on_expression: Callable[[int], None] | None = None) -> list[dict]:
-    """Score every expression of ``benchmark`` against ``pred_dir``; rows sorted by (video, exp_id)."""
+             on_expression: Callable[[int], None] | None = None, *,
+             done: Mapping[tuple[str, str], dict] | None = None,
+             on_rows: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Score every expression of ``benchmark`` against ``pred_dir``; rows sorted by (video, exp_id).
+
+    ``done`` holds rows a previous, interrupted evaluation already finished (they are not
+    recomputed); ``on_rows`` receives each video's new rows as they finish (the record
+    writer stores them atomically). Workers die with this process (see :mod:`.pool`).
+    """
+    from .pool import parent_bound_pool
+
+    options.validate()
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise InputError("prediction folder does not exist", pred_dir)
     if not benchmark.has_ground_truth:
         raise InputError(f"benchmark {benchmark.name!r} split {benchmark.split!r} has no public ground truth "
                          "(use decaf export for its evaluation server)")
-    groups = group_by_video(benchmark.expressions())
+    expressions = benchmark.expressions()
+    if options.limit is not None:
+        expressions = expressions[: options.limit]
+    done = dict(done or {})
+    rows: list[dict] = [done[e.key] for e in expressions if e.key in done]
+    if on_expression and rows:
+        on_expression(len(rows))
+    groups = group_by_video(e for e in expressions if e.key not in done)
     workers = options.workers or min(os.cpu_count() or 1, max(1, len(groups)))
-    rows: list[dict] = []
+
+    def finished(new: list[dict], n: int) -> None:
+        rows.extend(new)
+        if on_rows:
+            on_rows(new)
+        if on_expression:
+            on_expression(n)
+
     if workers == 1 or len(groups) <= 1:
         for exprs in groups.values():
-            rows.extend(_evaluate_video(benchmark, exprs, pred_dir, options.missing))
-            if on_expression:
-                on_expression(len(exprs))
+            finished(_evaluate_video(benchmark, exprs, pred_dir, options.missing), len(exprs))
     else:
         # the benchmark goes to each worker once, so its parsed JSON and mask dictionary are
         # read once per process, not once per video
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
-                                 initargs=(benchmark,)) as pool:
+        with parent_bound_pool(workers, _init_worker, (benchmark,)) as pool:
             futures = {pool.submit(_evaluate_video_in_worker, exprs, pred_dir, options.missing): len(exprs)
                        for exprs in groups.values()}
-            for fut in as_completed(futures):
-                rows.extend(fut.result())
-                if on_expression:
-                    on_expression(futures[fut])
+            try:
+                for fut in as_completed(futures):
+                    finished(fut.result(), futures[fut])
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
     return sorted(rows, key=lambda r: (r["video"], r["exp_id"]))
 
 

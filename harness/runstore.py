@@ -40,6 +40,33 @@ METRIC_COLUMNS = ("J", "F", "JF", "A", "R")
 
 
 # -- atomic writes -------------------------------------------------------------------------
+_UMASK: int | None = None
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it where /proc allows; cached)."""
+    global _UMASK
+    if _UMASK is None:
+        try:
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith("Umask:"):
+                        _UMASK = int(line.split()[1], 8)
+                        break
+        except (OSError, ValueError):
+            pass
+        if _UMASK is None:  # not Linux: the classic set-and-restore
+            _UMASK = os.umask(0o022)
+            os.umask(_UMASK)
+    return _UMASK
+
+
+def apply_umask(path: str | Path, mode: int = 0o666) -> None:
+    """Give a file made by ``mkstemp`` (always 0600) the mode a plain ``open`` would give it,
+    so records in shared lab folders are readable by the group when the umask says so."""
+    os.chmod(path, mode & ~current_umask())
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,6 +74,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        apply_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -62,9 +90,9 @@ def _json_default(obj: Any) -> Any:
         import numpy as np
 
         if isinstance(obj, np.generic):
-            return obj.item()
+            return json_safe(obj.item())
         if isinstance(obj, np.ndarray):
-            return obj.tolist()
+            return json_safe(obj.tolist())
     except ImportError:  # pragma: no cover
         pass
     if isinstance(obj, Path):
@@ -72,8 +100,32 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN / inf float replaced by None: JSON has no NaN (``NaN`` in a file
+    breaks strict readers such as browsers' ``JSON.parse`` and jq)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.floating):
+            return float(obj) if np.isfinite(obj) else None
+    except ImportError:  # pragma: no cover
+        pass
+    return obj
+
+
+def json_dumps(obj: Any, **kwargs: Any) -> str:
+    """``json.dumps`` that writes null for NaN / inf and refuses anything else non-standard."""
+    return json.dumps(json_safe(obj), allow_nan=False, default=_json_default, **kwargs)
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    atomic_write_text(path, json_dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 # -- provenance -------------------------------------------------------------------------------
@@ -143,28 +195,96 @@ def part_name(video: str, exp_id: str) -> str:
     return f"{safe}.{digest}.json"
 
 
+def check_output_dir(path: str | Path, what: str = "--out") -> Path:
+    """A folder we may write a record into: not a file, creatable and writable (checked before
+    any work, so a bad ``--out`` fails in a second, not after an hour)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{what} is a file, not a folder", path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"{what}: a parent of it is a file, not a folder", path) from None
+    except OSError as exc:
+        raise InputError(f"{what} cannot be created ({exc.strerror or exc})", path) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(f"{what} is not writable", path)
+    return path
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 class RunWriter:
     """Writes one run record; per-expression rows land atomically as they finish.
 
     ``done()`` tells which expressions a previous, interrupted run already finished, so a
     rerun of the same command resumes. ``finalize()`` writes the table and the manifest.
+    Holds the folder's :class:`~decafbench.locks.RecordLock` from construction to
+    ``close()`` (or process exit): a second writer of the same folder stops with one line.
+    A folder holding a finished record of another kind (``run`` vs ``evaluate``) is refused.
     """
 
-    def __init__(self, run_dir: str | Path, manifest: Mapping[str, Any]):
-        self.dir = Path(run_dir)
+    def __init__(self, run_dir: str | Path, manifest: Mapping[str, Any], *, lock: bool = True):
+        from .locks import RecordLock
+
+        self.dir = check_output_dir(run_dir)
         self.manifest = dict(manifest)
-        self.parts = self.dir / PARTS
-        self.parts.mkdir(parents=True, exist_ok=True)
+        self.lock = RecordLock(self.dir)
+        if lock:
+            self.lock.acquire()
+        try:
+            self._check_kind()
+            self.parts = self.dir / PARTS
+            self.parts.mkdir(parents=True, exist_ok=True)
+        except BaseException:
+            self.lock.release()
+            raise
+        self._warned: set[str] = set()
+
+    def _check_kind(self) -> None:
+        kind = self.manifest.get("kind")
+        mpath = self.dir / MANIFEST
+        if kind is None or not mpath.is_file():
+            return
+        try:
+            old = json.loads(mpath.read_text())
+        except (OSError, ValueError):
+            return  # an unreadable manifest is rewritten by finalize
+        old_kind = old.get("kind") if isinstance(old, dict) else None
+        if old_kind is not None and old_kind != kind:
+            raise InputError(f"holds a record of kind {old_kind!r}, not {kind!r}; write to another --out "
+                             "(or delete the folder)", self.dir)
+
+    def clear(self) -> None:
+        """Forget every finished part (a fresh record in the same folder)."""
+        for p in self.parts.glob("*.json"):
+            p.unlink(missing_ok=True)
+
+    def _read_part(self, p: Path) -> dict | None:
+        """One part, or None (with one warning line) when it is unreadable or malformed: the
+        expression is then recomputed rather than the run crashing."""
+        try:
+            row = json.loads(p.read_text())
+        except (OSError, ValueError) as exc:
+            problem = f"unreadable ({type(exc).__name__})"
+        else:
+            if (isinstance(row, dict) and isinstance(row.get("video"), str)
+                    and isinstance(row.get("exp_id"), str)):
+                return row
+            problem = "not a per-expression row (needs string 'video' and 'exp_id')"
+        if p.name not in self._warned:
+            self._warned.add(p.name)
+            _warn(f"{p}: {problem}; recomputing that expression")
+        return None
 
     def done(self) -> dict[tuple[str, str], dict]:
         rows = {}
         for p in sorted(self.parts.glob("*.json")):
-            try:
-                row = json.loads(p.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue  # an unreadable part is simply redone
-            if row.get("error"):
-                continue  # failures are retried on resume
+            row = self._read_part(p)
+            if row is None or row.get("error"):
+                continue  # unreadable parts are redone, failures are retried on resume
             rows[(row["video"], row["exp_id"])] = row
         return rows
 
@@ -173,19 +293,39 @@ class RunWriter:
             raise ValueError("a per-expression row needs 'video' and 'exp_id'")
         atomic_write_json(self.parts / part_name(row["video"], row["exp_id"]), dict(row))
 
-    def rows(self) -> list[dict]:
-        out = []
+    def rows(self, keys: Iterable[tuple[str, str]] | None = None) -> list[dict]:
+        """Every readable part (the last written per expression), or those of ``keys``."""
+        wanted = None if keys is None else set(keys)
+        out: dict[tuple[str, str], dict] = {}
         for p in sorted(self.parts.glob("*.json")):
-            try:
-                out.append(json.loads(p.read_text()))
-            except (OSError, json.JSONDecodeError):
+            row = self._read_part(p)
+            if row is None:
                 continue
-        return out
+            key = (row["video"], row["exp_id"])
+            if wanted is None or key in wanted:
+                out[key] = row
+        return list(out.values())
 
-    def finalize(self, summary: Mapping[str, Any] | None = None):
+    def prediction_dir(self, video: str, exp_id: str) -> Path:
+        """``RUN_DIR/predictions/VIDEO/EXP_ID``, refused if the ids would leave the record."""
+        from .safepath import check_id, safe_join
+
+        check_id(video, "video id")
+        check_id(exp_id, "expression id")
+        return safe_join(self.dir, "predictions", video, exp_id, what="prediction folder")
+
+    def finalize(self, summary: Mapping[str, Any] | None = None, *, keys: Iterable[tuple[str, str]] | None = None,
+                 summarize: Any = None):
+        """Write the table and the manifest from the parts (only those of ``keys`` when given:
+        a ``--limit 2`` rerun over a full record gives a 2-row table with its 2-row summary,
+        while the other parts stay for a later full run). ``summarize(rows)`` computes the
+        summary from exactly the rows of the table."""
         import pandas as pd
 
-        table = rows_to_frame(self.rows())
+        rows = self.rows(keys)
+        table = rows_to_frame(rows)
+        if summarize is not None:
+            summary = summarize(rows)
         atomic_write_text(self.dir / TABLE, table.to_csv(index=False, float_format="%.17g"))
         manifest = dict(self.manifest)
         manifest["n_expressions"] = int(len(table))
@@ -194,6 +334,9 @@ class RunWriter:
             manifest["summary"] = dict(summary)
         atomic_write_json(self.dir / MANIFEST, manifest)
         return table if isinstance(table, pd.DataFrame) else None
+
+    def close(self) -> None:
+        self.lock.release()
 
 
 def rows_to_frame(rows: list[Mapping[str, Any]]):

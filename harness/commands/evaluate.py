@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from decafbench.errors import InputError
+
 
 def evaluate_command(
     benchmark: str = typer.Option(..., "--benchmark", "-b", help="Benchmark name (decaf benchmarks list)."),
@@ -16,10 +18,15 @@ def evaluate_command(
     split: Optional[str] = typer.Option(None, "--split", help="Split (default: the benchmark's first)."),
     missing: str = typer.Option("error", "--missing", help="'error' (default) or 'empty': score a missing frame as an empty mask."),
     workers: int = typer.Option(0, "--workers", "-j", help="Worker processes (0: one per core)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N expressions."),
     name: Optional[str] = typer.Option(None, "--name", help="Label of this run in tables (default: the folder name)."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow reading mask_dict.pkl (a pickle can run code)."),
 ) -> None:
     """Score predicted masks: J, F, J&F per expression (plus A, R on ReVOS), as the DAVIS toolkit does.
+
+    Rows are stored as each video finishes, so an interrupted evaluation resumes when rerun with
+    the same options; a finished record is re-scored from scratch. A folder holding a record
+    of another kind (a `decaf run` record) is refused.
 
     Example:
 
@@ -31,33 +38,74 @@ def evaluate_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from decafbench.benchmarks.registry import get_benchmark
-    from decafbench.errors import InputError
     from decafbench.evaluate import EvalOptions, evaluate, summarize, summary_table
-    from decafbench.runstore import TABLE, MANIFEST, atomic_write_json, atomic_write_text, base_manifest, rows_to_frame
+    from decafbench.runstore import MANIFEST, TABLE, RunWriter, base_manifest
 
-    if missing not in ("error", "empty"):
-        raise InputError(f"--missing must be 'error' or 'empty', not {missing!r}")
+    options = EvalOptions(missing=missing, workers=workers, limit=limit).validate()  # type: ignore[arg-type]
     bench = get_benchmark(benchmark, root=root, split=split, trust_pickle=trust_pickle)
-    n = len(bench.expressions())
-    console = Console(stderr=True)
-    with Progress(TextColumn("[bold]evaluate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("evaluate", total=n)
-        rows = evaluate(bench, pred, EvalOptions(missing=missing, workers=workers),
-                        on_expression=lambda k: progress.advance(task, k))
-    summary = summarize(rows, bench.metrics)
+    if not pred.is_dir():
+        raise InputError("prediction folder does not exist", pred)
+    exprs = bench.expressions()
+    n = len(exprs) if limit is None else min(limit, len(exprs))
     manifest = base_manifest("evaluate", command=["decaf", *sys.argv[1:]], name=name or out.name,
-                             **bench.describe(), predictions=str(pred), missing=missing,
+                             **bench.describe(), predictions=str(pred), missing=missing, limit=limit,
                              metrics=list(bench.metrics), mask_kind="external")
-    manifest["n_expressions"] = len(rows)
-    manifest["n_failed"] = 0
-    manifest["summary"] = summary
-    # everything is scored before anything is written: no half-written record on error
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / TABLE, rows_to_frame(rows).to_csv(index=False, float_format="%.17g"))
-    atomic_write_json(out / MANIFEST, manifest)
+    identity = {"kind": "evaluate", "benchmark": bench.name, "split": bench.split,
+                "root": str(Path(bench.root).resolve()), "predictions": str(pred.resolve()), "missing": missing}
+    created = not out.exists()
+    writer = RunWriter(out, manifest)  # checks --out, takes the folder's lock, refuses another kind
+    try:
+        done = _resume(writer, identity, finished=(out / MANIFEST).is_file())
+        console = Console(stderr=True)
+        with Progress(TextColumn("[bold]evaluate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task("evaluate", total=n)
+            rows = evaluate(bench, pred, options, on_expression=lambda k: progress.advance(task, k), done=done,
+                            on_rows=lambda new: [writer.add(r) for r in new])
+        keys = [(r["video"], r["exp_id"]) for r in rows]
+        writer.finalize(keys=keys, summarize=lambda rs: summarize(rs, bench.metrics))
+    except BaseException:
+        writer.close()
+        if created:
+            _remove_if_unfinished(out)
+        raise
+    writer.close()
+    summary = summarize(rows, bench.metrics)
     Console().print(summary_table(summary, bench.metrics, title=f"{bench.name} {bench.split}: {len(rows)} expressions"))
     console.print(f"wrote {out / TABLE}")
+
+
+def _resume(writer, identity: dict, finished: bool) -> dict:
+    """Rows to keep from an interrupted evaluation of the same predictions; a finished record
+    (or one of other predictions or options) starts over."""
+    import json
+
+    from decafbench.runstore import atomic_write_json
+
+    path = writer.dir / "identity.json"
+    try:
+        old = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        old = None
+    if old is not None and old.get("kind", "run") != "evaluate":
+        raise InputError(f"holds a record of kind {old.get('kind', 'run')!r}, not 'evaluate'; write to another "
+                         "--out (or delete the folder)", writer.dir)
+    if finished or old != identity:
+        writer.clear()
+        atomic_write_json(path, identity)
+        return {}
+    return writer.done()
+
+
+def _remove_if_unfinished(out: Path) -> None:
+    """A folder this command created and left with nothing worth resuming: remove it (parts
+    of finished expressions are kept, so a rerun resumes)."""
+    import shutil
+
+    from decafbench.runstore import MANIFEST, PARTS
+
+    if out.is_dir() and not (out / MANIFEST).exists() and not any((out / PARTS).glob("*.json")):
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def register(app: typer.Typer) -> None:
