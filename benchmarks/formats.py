@@ -269,6 +269,13 @@ def rle_ground_truth(bench: MetaBenchmark, expression: Expression, mask_dict: Ma
     n = len(video.frames)
     tracks = [rle_track(mask_dict, a, n, path) for a in expression.anno_ids]
     size = first_rle_size(tracks) or shape or frame_size(video)
+    if shape is None:  # an RLE of another size than the frames is a dataset error, not the prediction's
+        sizes = bench.__dict__.setdefault("_frame_sizes", {})
+        if expression.video not in sizes:
+            sizes[expression.video] = frame_size(video)
+        if tuple(size) != tuple(sizes[expression.video]):
+            raise InputError(f"RLE size {list(size)} of annotation {expression.anno_ids[0]!r} differs from the "
+                             f"frame size {list(sizes[expression.video])} of video {expression.video!r}", path)
     # Expressions of one video mostly name the same few objects (MeViS averages ~10 per video):
     # decode each object's track once per video and OR the decoded tracks.
     cache = bench.__dict__.setdefault("_decoded_tracks", {})

@@ -40,25 +40,19 @@ METRIC_COLUMNS = ("J", "F", "JF", "A", "R")
 
 
 # -- atomic writes -------------------------------------------------------------------------
-_UMASK: int | None = None
-
-
 def current_umask() -> int:
-    """The process umask (read without changing it where /proc allows; cached)."""
-    global _UMASK
-    if _UMASK is None:
-        try:
-            with open("/proc/self/status") as fh:
-                for line in fh:
-                    if line.startswith("Umask:"):
-                        _UMASK = int(line.split()[1], 8)
-                        break
-        except (OSError, ValueError):
-            pass
-        if _UMASK is None:  # not Linux: the classic set-and-restore
-            _UMASK = os.umask(0o022)
-            os.umask(_UMASK)
-    return _UMASK
+    """The process umask, read without changing it where /proc allows (Linux); elsewhere the
+    classic set-and-restore."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def apply_umask(path: str | Path, mode: int = 0o666) -> None:
@@ -201,6 +195,11 @@ def check_output_dir(path: str | Path, what: str = "--out") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"{what} is a file, not a folder", path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{what}: its parent {parent} is a file, not a folder", path)
+            break
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
