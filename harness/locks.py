@@ -11,6 +11,7 @@ Where ``fcntl`` does not exist (Windows) the lock is a no-op.
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import json
 import os
@@ -28,9 +29,26 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 
-#: locks this process holds: real path of the lock file -> [fd, holders]. A second writer of the
+#: locks this process holds: real path of the lock file -> [fd, holders, owner pid]. A second writer of the
 #: same folder in the same process (a test resuming in-process, a report re-reading) shares it.
 _HELD: dict[str, list] = {}
+
+
+@atexit.register
+def _release_all() -> None:
+    """A normal exit (even on an error) removes the lock files this process holds."""
+    for key, (fd, _, owner) in list(_HELD.items()):
+        if owner != os.getpid():  # a forked child exiting: the lock is its parent's
+            continue
+        try:
+            os.unlink(key)
+        except OSError:
+            pass
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
 
 
 class RecordLockedError(InputError):
@@ -91,7 +109,7 @@ class RecordLock:
             os.ftruncate(fd, 0)
             os.write(fd, (json.dumps(info) + "\n").encode())
             self._fd, self._key = fd, key
-            _HELD[key] = [fd, 1]
+            _HELD[key] = [fd, 1, os.getpid()]
             return self
         raise RecordLockedError("could not take the record lock (it keeps changing)", self.folder)
 

@@ -332,6 +332,7 @@ class RunWriter:
         if summary is not None:
             manifest["summary"] = dict(summary)
         atomic_write_json(self.dir / MANIFEST, manifest)
+        self.close()  # the record is complete: the folder is free again
         return table if isinstance(table, pd.DataFrame) else None
 
     def close(self) -> None:
