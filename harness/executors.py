@@ -74,6 +74,7 @@ class LocalExecutor:
         if workers != 1:
             raise InputError(f"--workers: the local executor runs one worker, not {workers} (use --executor ray)")
         self.workers = 1
+        self.worker_spec: Any = None  # the loaded adapter's spec, for the manifests
 
     def __enter__(self) -> "LocalExecutor":
         return self
@@ -89,6 +90,7 @@ class LocalExecutor:
             on_event("loading models")
         worker = make_worker()
         worker.load()
+        self.worker_spec = _spec(worker)
         if on_event:
             on_event("running")
         for group in groups:
@@ -106,8 +108,8 @@ class RayWorkerActor:
         self.worker = make_worker()
         self.worker.load()
 
-    def ready(self) -> tuple[int, str]:
-        return os.getpid(), socket.gethostname()
+    def ready(self) -> tuple[int, str, Any]:
+        return os.getpid(), socket.gethostname(), _spec(self.worker)
 
     def process(self, job) -> tuple[list, float, int]:
         t0 = time.perf_counter()
@@ -157,6 +159,7 @@ class RayExecutor:
         self.object_store_memory = object_store_memory
         self._owned = False
         self.slots: list[_Slot] = []  # the last run's slots (tests kill their actors)
+        self.worker_spec: Any = None  # the loaded adapter's spec, for the manifests
 
     # -- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> "RayExecutor":
@@ -207,79 +210,92 @@ class RayExecutor:
             raise InputError(f"the Ray cluster has {cpus:g} CPUs; a worker needs {self.cpus_per_worker:g}")
 
     # -- the run --------------------------------------------------------------------------------
-    def _new_actor(self, slot: _Slot, make_worker) -> None:
+    def run(self, make_worker: Callable[[], Any], groups: Sequence[Sequence[Any]],
+            on_result: Callable[[JobResult], None], on_event: Callable[[str], None] | None = None) -> None:
+        import ray
+
+        self._queue: deque = deque(list(g) for g in groups if g)
+        if not self._queue:
+            return
+        self._attempts: dict[Any, int] = {}
+        self._make_worker, self._on_result = make_worker, on_result
+        self._load_errors: list[str] = []
+        n_slots = min(self.workers, len(self._queue))  # no actor (and model load) without work for it
+        self.slots = [_Slot(i) for i in range(n_slots)]
+        try:
+            for slot in self.slots:
+                self._new_actor(slot)
+            if on_event:
+                on_event(f"loading models in {n_slots} Ray workers")
+            self._loop(on_event)
+        finally:  # the actors hold CPUs and GPUs: a sweep's next model needs them
+            for slot in self.slots:
+                if slot.actor is not None:
+                    ray.kill(slot.actor)
+                    slot.actor = None
+
+    def _new_actor(self, slot: _Slot) -> None:
         import ray
 
         cls = ray.remote(RayWorkerActor).options(
             num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker,
             max_restarts=self.max_restarts, max_task_retries=self.max_task_retries)
-        slot.actor = cls.remote(make_worker)
+        slot.actor = cls.remote(self._make_worker)
         slot.ready_ref = slot.actor.ready.remote()
         slot.ready = False
         slot.outstanding = {}
 
-    def run(self, make_worker: Callable[[], Any], groups: Sequence[Sequence[Any]],
-            on_result: Callable[[JobResult], None], on_event: Callable[[str], None] | None = None) -> None:
+    def _give_work(self, slot: _Slot) -> None:
+        """An idle, ready actor pulls the next video: all its jobs, so its frames are read once."""
+        if slot.ready and not slot.outstanding and self._queue:
+            for job in self._queue.popleft():
+                slot.outstanding[slot.actor.process.remote(job)] = job
+
+    def _lost(self, slot: _Slot, jobs: list, why: str) -> None:
+        """The slot's actor is gone for good: its jobs go back in the queue. Only the first (the
+        call it was running; an actor runs calls in order) counts as an attempt, and a job that
+        has taken down ``max_attempts`` processes is recorded as failed, not retried again."""
+        requeue = list(jobs)
+        if jobs:
+            first = jobs[0]
+            self._attempts[first.key] = self._attempts.get(first.key, 1) + 1
+            if self._attempts[first.key] > self.max_attempts:
+                requeue = requeue[1:]
+                message = f"WorkerDied: {self.max_attempts} worker processes died running this expression ({why})"
+                self._on_result(JobResult(first, failure_rows(first, message), slot.index, 0.0, self.max_attempts))
+        if requeue:
+            self._queue.appendleft(requeue)
+        slot.outstanding = {}
+        if slot.replacements < self.max_restarts and (self._queue or any(s.outstanding for s in self.slots)):
+            slot.replacements += 1
+            self._new_actor(slot)
+        else:
+            slot.actor, slot.ready_ref, slot.ready = None, None, False
+
+    def _loop(self, on_event) -> None:
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
-        queue: deque = deque(list(g) for g in groups if g)
-        if not queue:
-            return
-        attempts: dict[Any, int] = {}
-        n_slots = min(self.workers, len(queue))  # no actor (and model load) without work for it
-        self.slots = [_Slot(i) for i in range(n_slots)]
-        for slot in self.slots:
-            self._new_actor(slot, make_worker)
-        if on_event:
-            on_event(f"loading models in {n_slots} Ray workers")
-        load_errors: list[str] = []
-
-        def give_work(slot: _Slot) -> None:
-            if slot.ready and not slot.outstanding and queue:
-                for job in queue.popleft():  # a whole video to one actor: its frames are read once
-                    slot.outstanding[slot.actor.process.remote(job)] = job
-
-        def lost(slot: _Slot, jobs: list, why: str) -> None:
-            """The slot's actor is gone for good: its jobs go back in the queue. Only the first
-            (the call it was running; an actor runs calls in order) counts as an attempt, and a
-            job that has taken down ``max_attempts`` processes is recorded as failed."""
-            requeue = list(jobs)
-            if jobs:
-                first = jobs[0]
-                attempts[first.key] = attempts.get(first.key, 1) + 1
-                if attempts[first.key] > self.max_attempts:
-                    requeue = requeue[1:]
-                    message = f"WorkerDied: {self.max_attempts} worker processes died running this expression ({why})"
-                    on_result(JobResult(first, failure_rows(first, message), slot.index, 0.0, self.max_attempts))
-            if requeue:
-                queue.appendleft(requeue)
-            slot.outstanding = {}
-            if slot.replacements < self.max_restarts and (queue or any(s.outstanding for s in self.slots)):
-                slot.replacements += 1
-                self._new_actor(slot, make_worker)
-            else:
-                slot.actor, slot.ready_ref, slot.ready = None, None, False
-
-        while queue or any(s.outstanding for s in self.slots):
+        while self._queue or any(s.outstanding for s in self.slots):
             waiting = {s.ready_ref: s for s in self.slots if s.ready_ref is not None and not s.ready}
             running = {ref: s for s in self.slots for ref in s.outstanding}
             refs = list(waiting) + list(running)
             if not refs:
-                detail = f": {load_errors[-1]}" if load_errors else ""
+                detail = f": {self._load_errors[-1]}" if self._load_errors else ""
                 raise RuntimeError(f"every Ray worker failed{detail}")
             done, _ = ray.wait(refs, num_returns=1, timeout=None)
             ref = done[0]
             if ref in waiting:
                 slot = waiting[ref]
                 try:
-                    slot.pid = ray.get(ref)[0]
+                    slot.pid, _, spec = ray.get(ref)
+                    self.worker_spec = self.worker_spec or spec
                     slot.ready = True
                     if on_event:
                         on_event(f"worker {slot.index} ready (pid {slot.pid})")
-                except RayActorError as exc:
-                    load_errors.append(_first_line(exc))
-                    lost(slot, [], _first_line(exc))
+                except RayActorError as exc:  # its models did not load
+                    self._load_errors.append(_first_line(exc))
+                    self._lost(slot, [], _first_line(exc))
             else:
                 slot = running[ref]
                 in_order = list(slot.outstanding.values())  # submission order: the first is running
@@ -287,15 +303,23 @@ class RayExecutor:
                 try:
                     rows, seconds, pid = ray.get(ref)
                     slot.pid = pid
-                    on_result(JobResult(job, rows, slot.index, seconds, attempts.get(job.key, 1)))
+                    self._on_result(JobResult(job, rows, slot.index, seconds, self._attempts.get(job.key, 1)))
                 except RayActorError as exc:
                     # gone for good (restarts spent, or killed with no_restart): this job and
                     # the slot's other unanswered calls go back to the queue
-                    lost(slot, in_order, _first_line(exc))
+                    self._lost(slot, in_order, _first_line(exc))
                 except RayTaskError as exc:  # a bug, not bad input (the worker turns that into rows)
-                    on_result(JobResult(job, failure_rows(job, _first_line(exc.cause or exc)), slot.index, 0.0))
+                    self._on_result(JobResult(job, failure_rows(job, _first_line(exc.cause or exc)), slot.index, 0.0))
             for s in self.slots:  # any idle, ready actor pulls the next video
-                give_work(s)
+                self._give_work(s)
+
+
+def _spec(worker) -> Any:
+    spec = getattr(worker, "spec", None)
+    try:
+        return spec() if callable(spec) else None
+    except Exception:  # noqa: BLE001 - a stand-in worker without an adapter
+        return None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -340,3 +364,36 @@ def ray_available() -> bool:
     from importlib.util import find_spec
 
     return find_spec("ray") is not None
+
+
+# -- the driver's side ------------------------------------------------------------------------------
+def worker_config(config):
+    """The config a worker process gets: paths made absolute, since a Ray worker's current
+    folder is not the driver's (the folders must be on storage every node sees)."""
+    changes = {"out": config.out.resolve()}
+    if config.cache_dir is not None:
+        changes["cache_dir"] = config.cache_dir.resolve()
+    if config.root is not None:
+        changes["root"] = config.root.resolve()
+    return config.with_changes(**changes)
+
+
+def run_jobs(driver, jobs: Sequence[Any], executor, progress=None):
+    """Feed a prepared driver's pending jobs through ``executor``; the driver writes every
+    part and finalizes the records. Returns the driver's :class:`RunResult`."""
+    import functools
+
+    from .pipeline import Worker
+
+    def on_result(result: JobResult) -> None:
+        driver.collect(result.rows)
+        if progress is not None:
+            failed = bool(result.rows) and bool(result.rows[0][1].get("error"))
+            progress.advance(result.worker, failed=int(failed))
+
+    config = worker_config(driver.config) if executor.name == "ray" else driver.config
+    executor.run(functools.partial(Worker, config), group_by_video(jobs), on_result,
+                 on_event=None if progress is None else progress.set_status)
+    if executor.worker_spec is not None:
+        driver.adapter_spec = executor.worker_spec
+    return driver.finalize()
