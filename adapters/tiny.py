@@ -114,7 +114,3 @@ def seeded(seed: int) -> Iterator[None]:
         finally:
             random.setstate(py_state)
 
-
-def tiny_image_size(tokens_side: int, patch: int, merge: int) -> int:
-    """Pixel side of an image that gives ``tokens_side`` merged tokens per side."""
-    return tokens_side * patch * merge

@@ -28,11 +28,6 @@ BENCHMARKS.update([
 ])
 
 
-def benchmark_class(name: str) -> type[Benchmark]:
-    """The reader class of ``name`` (imports its module)."""
-    return BENCHMARKS.get(name)
-
-
 def get_benchmark(name: str, root: str | Path | None = None, split: str | None = None,
                   trust_pickle: bool = False) -> Benchmark:
     """A reader for benchmark ``name`` on the dataset at ``root`` (``None``: its default root,

@@ -120,10 +120,3 @@ def analyse_runs(aligned: Aligned, *, baseline: int | None = None, unit: Unit = 
     })
     return runs, table[cols]
 
-
-def compare_runs(records: Sequence, *, baseline: int | None = None, metric: str = "JF",
-                 unit: Unit = "video", resamples: int = 10_000, seed: int = 0,
-                 confidence: float = 0.95) -> pd.DataFrame:
-    """One row per comparison (see :func:`analyse_runs`); ``baseline`` indexes ``records``."""
-    return analyse_runs(align_runs(records, metric), baseline=baseline, unit=unit,
-                        resamples=resamples, seed=seed, confidence=confidence)[1]

@@ -415,7 +415,3 @@ def read_record(run_dir: str | Path) -> RunRecord:
         table["error"] = ""
     return RunRecord(run_dir, manifest, table)
 
-
-def finite_mean(values: Iterable[float]) -> float:
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    return sum(vals) / len(vals) if vals else float("nan")

@@ -77,10 +77,6 @@ class Sam2Session:
     def num_frames(self) -> int:
         return len(self.frames)
 
-    def clear_features(self) -> None:
-        """Drop every cached frame feature (the next use of a frame re-encodes it)."""
-        self.features.clear()
-
 
 class _LazyFrames:
     """SAM2's ``state["images"]``: frames resized and normalised on first access only.

@@ -199,17 +199,6 @@ class Interval:
     method: str
 
 
-@dataclass(frozen=True)
-class PairedResult:
-    """``diff = mean(b) - mean(a)`` with its paired-bootstrap CI and two-sided p-values."""
-
-    diff: float
-    low: float
-    high: float
-    p_bootstrap: float
-    p_permutation: float
-
-
 def bootstrap_ci(values: np.ndarray, *, clusters: Sequence | np.ndarray | None = None,
                  weights: np.ndarray | None = None, resamples: int = 10_000, confidence: float = 0.95,
                  method: Method = "percentile", seed: Seed = 0) -> Interval:
