@@ -37,12 +37,9 @@ def build_app() -> typer.Typer:
         rich_markup_mode="rich",
     )
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue  # a command group not built yet
-            raise
+        # A command module that cannot be imported is a bug (a broken install or a typo), not a
+        # missing feature: let the ImportError surface instead of dropping the commands quietly.
+        module = importlib.import_module(name)
         module.register(app)
     _wrap_errors(app)
     return app
