@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/pip install -q --disable-pip-version-check -c constraints.txt
 
-.PHONY: run test bench venv clean
+.PHONY: run test test-all bench venv clean
 
 venv: $(STAMP)
 
@@ -21,7 +21,12 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/decaf run
 
+# `make test`: the fast suite (under 3 minutes on 2 idle cores). Tests marked `slow` (tiny models
+# through the whole pipeline, headless browser, ...) run in `make test-all`, which CI runs.
 test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
