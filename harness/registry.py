@@ -5,6 +5,10 @@ imported only when first asked for, so listing names never imports torch. Regist
 same name twice is an error; an unknown name gets a "did you mean" hint; a resolved target
 is checked against the registry's base class (or protocol check) before it is returned.
 Nothing registers itself by being imported.
+
+``Registry[T]`` is generic in what :meth:`Registry.get` returns: ``Registry[type[Benchmark]]``
+for classes, ``Registry[Variant]`` for objects. :func:`did_you_mean` is the one place that
+suggests close names (registries, fusion parameters, sweep keys).
 """
 
 from __future__ import annotations
@@ -13,11 +17,20 @@ import difflib
 import fnmatch
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterable, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar, cast
 
 from .errors import RegistryError
 
 T = TypeVar("T")
+
+
+def did_you_mean(name: str, known: Iterable[str], *, n: int = 3, cutoff: float = 0.5) -> str:
+    """``"; did you mean 'x', 'y'?"`` for the names in ``known`` close to ``name``, else ``""``.
+
+    The only "did you mean" in decafbench: every unknown-name message is built with it.
+    """
+    close = difflib.get_close_matches(str(name), list(known), n=n, cutoff=cutoff)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 def load_target(target: str) -> Any:
@@ -46,21 +59,45 @@ class _Entry:
 
 @dataclass
 class Registry(Generic[T]):
-    """Named entries of one kind (benchmarks, adapters, fusion variants, prompt sets...)."""
+    """Named entries of one kind (benchmarks, adapters, fusion variants, prompt sets...).
+
+    ``base``: a resolved entry must be a subclass of it; ``check``: a predicate it must pass.
+    """
 
     kind: str
     base: type | None = None
     check: Callable[[Any], bool] | None = None
     _entries: dict[str, _Entry] = field(default_factory=dict)
 
-    def add(self, name: str, target: Any, description: str = "") -> None:
-        """Declare ``name``; ``target`` is an object or a lazy ``"module:attr"`` string."""
+    def add(self, name: str, target: T | str, description: str = "") -> None:
+        """Declare ``name``; ``target`` is an object or a lazy ``"module:attr"`` string.
+
+        An object target is checked now (a wrong registration fails where it is made); a string
+        target is checked when first loaded.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise RegistryError(f"{self.kind} name must be a non-empty string, not {name!r}")
         if name in self._entries:
             raise RegistryError(f"{self.kind} {name!r} is already registered")
-        self._entries[name] = _Entry(target, description)
+        entry = _Entry(target, description)
+        if not isinstance(target, str):
+            self._validate(name, target)
+            entry.loaded = target
+        self._entries[name] = entry
 
-    def __contains__(self, name: str) -> bool:
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (unknown names raise, with a hint)."""
+        self._lookup(name)
+        del self._entries[name]
+
+    def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def names(self, pattern: str | None = None) -> list[str]:
         """Sorted names, optionally filtered by a glob such as ``"qwen*"``."""
@@ -70,14 +107,16 @@ class Registry(Generic[T]):
     def describe(self, name: str) -> str:
         return self._lookup(name).description
 
+    def unknown(self, name: str) -> RegistryError:
+        """The one-line error for an unknown ``name``: close matches, then every known name."""
+        known = ", ".join(self.names()) or "none"
+        return RegistryError(f"unknown {self.kind} {name!r}{did_you_mean(name, self._entries)} (known: {known})")
+
     def _lookup(self, name: str) -> _Entry:
         try:
             return self._entries[name]
-        except KeyError:
-            close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            known = ", ".join(self.names()) or "none"
-            raise RegistryError(f"unknown {self.kind} {name!r}{hint} (known: {known})") from None
+        except (KeyError, TypeError):
+            raise self.unknown(name) from None
 
     def get(self, name: str) -> T:
         entry = self._lookup(name)
@@ -85,7 +124,7 @@ class Registry(Generic[T]):
             obj = load_target(entry.target) if isinstance(entry.target, str) else entry.target
             self._validate(name, obj)
             entry.loaded = obj
-        return entry.loaded
+        return cast(T, entry.loaded)
 
     def _validate(self, name: str, obj: Any) -> None:
         if self.base is not None:
@@ -95,6 +134,6 @@ class Registry(Generic[T]):
         if self.check is not None and not self.check(obj):
             raise RegistryError(f"{self.kind} {name!r} resolves to {obj!r}, which fails the {self.kind} check")
 
-    def update(self, items: Iterable[tuple[str, Any, str]]) -> None:
+    def update(self, items: Iterable[tuple[str, T | str, str]]) -> None:
         for name, target, description in items:
             self.add(name, target, description)
