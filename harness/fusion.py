@@ -21,23 +21,33 @@ full method minus the contrastive step). ``object-only-video/-frame`` are the ra
 view. Order and definitions of steps follow the DecAF reference code: normalize per view,
 then align the video view (repeat, drop, bilinear resize), then fuse and normalize again.
 
+A variant is a registered pure function (:func:`register_variant`): the built-ins are
+:func:`decaf_fusion` with some switches fixed; a new one is any function of the four maps
+whose keyword parameters are declared at registration (checked against its signature then,
+so a typo is an error where it is written)::
+
+    @register_variant("max-views", description="per-pixel max of the two contrastive views")
+    def max_views(obj_video, bg_video, obj_frame, bg_frame, *, temporal_stride, sigma=1.0): ...
+
+``decaf run --variant``, sweeps, diagnostics and figures all call the registered function.
+
 Ablations that are not fusion (last-layer attention, other rollout layer ranges) are
 :class:`decafbench.rollout.RolloutConfig` settings, not variants.
 """
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import operator
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from .errors import InputError
-from .registry import Registry
+from .errors import InputError, RegistryError
+from .registry import Registry, did_you_mean
 
 NORM_MODES = ("video", "frame", "none")
+_NORMS = ("norm_video", "norm_frame", "norm_final")
 #: every parameter any variant can take, with the published default
 BASE_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "kernel_video": 3,
@@ -66,13 +76,16 @@ _FALSE = {"false", "0", "no", "off", "n", "f"}
 
 
 # -- parameter coercion -------------------------------------------------------------------------
-def coerce_param(key: str, value: Any) -> Any:
+def coerce_param(key: str, value: Any, default: Any = None) -> Any:
     """Coerce ``value`` (possibly a string from a config file or the CLI) to ``key``'s type.
 
-    Types come from :data:`BASE_DEFAULTS`; ranges are checked here so a bad value fails before
-    any tensor work, with a one-line error naming the parameter.
+    Types come from :data:`BASE_DEFAULTS` (or, for a parameter only a registered variant takes,
+    from ``default``, its default in the variant function's signature); ranges of the shared
+    parameters are checked here so a bad value fails before any tensor work, with a one-line
+    error naming the parameter.
     """
-    default = BASE_DEFAULTS[key]
+    if key in BASE_DEFAULTS:
+        default = BASE_DEFAULTS[key]
     text = value.strip() if isinstance(value, str) else None
     try:
         if isinstance(default, bool):
@@ -89,7 +102,7 @@ def coerce_param(key: str, value: Any) -> Any:
             if num != int(num):
                 raise ValueError
             out = int(num)
-            if out < 1 or out % 2 == 0:
+            if key.startswith("kernel_") and (out < 1 or out % 2 == 0):
                 raise InputError(f"fusion parameter {key}={value!r}: kernel size must be a positive odd integer")
         elif isinstance(default, float):
             if isinstance(value, bool):
@@ -99,83 +112,268 @@ def coerce_param(key: str, value: Any) -> Any:
                 raise InputError(f"fusion parameter sigma={value!r}: must be > 0")
             if key == "weight_video" and not 0.0 <= out <= 1.0:
                 raise InputError(f"fusion parameter weight_video={value!r}: must be in [0, 1]")
-        else:
+        elif key in _NORMS:
             out = str(value).strip().lower()
             if out not in NORM_MODES:
                 raise InputError(f"fusion parameter {key}={value!r}: must be one of {', '.join(NORM_MODES)}")
+        elif isinstance(default, str):
+            out = str(value).strip()
+        else:
+            out = value
     except (ValueError, TypeError, OverflowError):
         raise InputError(f"fusion parameter {key}={value!r}: expected {type(default).__name__}") from None
     return out
 
 
 # -- variants ------------------------------------------------------------------------------------
+_INPUTS = ("obj_video", "bg_video", "obj_frame", "bg_frame")
+
+
 @dataclass(frozen=True)
 class Variant:
-    """One fusion variant: fixed structure plus overridable parameters.
+    """One registered fusion variant: a pure function plus its declared parameters.
 
-    ``use_video``/``use_frame``: which views enter the fused map. ``background``: subtract the
-    background map (contrastive fusion) or use the object map alone. ``fixed``: parameter
-    values the variant pins (e.g. kernels of 1 for no smoothing); ``params``: names a caller
-    may override. Calling the variant runs it (see :func:`fuse_maps`).
+    ``fn(obj_video, bg_video, obj_frame, bg_frame, *, temporal_stride, **params)`` gets the
+    four validated float32 maps (see the module docstring) and returns the fused ``(T, h, w)``
+    map, or a mapping with ``"fused"`` and optionally intermediate stages named as in
+    :data:`STAGE_NAMES` (``contrastive_video``, ``contrastive_frame``) for diagnostics.
+    ``params``: the keyword parameters a caller may override (defaults from the function's
+    signature, else :data:`BASE_DEFAULTS`); ``fixed``: keyword values the variant pins. Build
+    one with :func:`make_variant` (or :func:`register_variant`), which checks both against the
+    function's signature, so a typo fails at registration instead of silently doing nothing.
+    Calling the variant runs ``fn``; :meth:`stages` runs the same ``fn``.
     """
 
     name: str
     description: str
-    use_video: bool = True
-    use_frame: bool = True
-    background: bool = True
-    fixed: Mapping[str, Any] = field(default_factory=dict)
-    params: tuple[str, ...] = tuple(BASE_DEFAULTS)
+    fn: Callable[..., Any]
+    params: tuple[str, ...]
+    fixed: Mapping[str, Any]
+    signature_defaults: Mapping[str, Any]
+    help: Mapping[str, str] = field(default_factory=dict)
 
     def defaults(self) -> dict[str, Any]:
         """The overridable parameters and their defaults (what `decaf variants show` lists)."""
-        return {k: BASE_DEFAULTS[k] for k in self.params}
+        return {k: self.signature_defaults[k] for k in self.params}
+
+    def settings(self) -> dict[str, Any]:
+        """Every keyword setting of ``fn`` at its default (fixed values applied)."""
+        return {**self.signature_defaults, **self.fixed}
 
     def resolve(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
-        """All eight settings (defaults < fixed < validated overrides) for one call."""
+        """All keyword settings of ``fn`` (defaults < fixed < validated overrides) for one call."""
         unknown = [k for k in overrides if k not in self.params]
         if unknown:
             key = unknown[0]
-            close = difflib.get_close_matches(key, self.params, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             valid = ", ".join(sorted(self.params)) or "none"
-            raise InputError(f"fusion variant {self.name!r} has no parameter {key!r}{hint}; valid: {valid}")
-        out = dict(BASE_DEFAULTS)
-        out.update(self.fixed)
-        out.update({k: coerce_param(k, v) for k, v in overrides.items()})
+            raise InputError(f"fusion variant {self.name!r} has no parameter {key!r}"
+                             f"{did_you_mean(key, self.params, n=1, cutoff=0.6)}; valid: {valid}")
+        out = self.settings()
+        out.update({k: coerce_param(k, v, self.signature_defaults[k]) for k, v in overrides.items()})
         return out
+
+    def _run(self, maps: Sequence[Any], temporal_stride: Any, params: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
+        """Validate the inputs, run ``fn`` once, check its output: (stages from fn, inputs)."""
+        import torch
+
+        settings = self.resolve(params)
+        stride = _check_stride(temporal_stride)
+        ov, bv, of, bf = _check_inputs(*maps)
+        num_frames, size = of.shape[0], (of.shape[1], of.shape[2])
+        align_video(ov[:, :1, :1], num_frames, (1, 1), stride)  # same time contract for every variant
+        result = self.fn(ov, bv, of, bf, temporal_stride=stride, **settings)
+        stages = dict(result) if isinstance(result, Mapping) else {"fused": result}
+        extra = [k for k in stages if k not in STAGE_NAMES]
+        if extra or "fused" not in stages:
+            raise ValueError(f"fusion variant {self.name!r} returned keys {sorted(stages)}: expected a map "
+                             f"or a mapping with 'fused' and stages among {', '.join(STAGE_NAMES)}")
+        for key, value in stages.items():
+            if value is None:
+                continue
+            value = torch.as_tensor(value)
+            if tuple(value.shape) != (num_frames, *size) or not bool(torch.isfinite(value).all()):
+                raise ValueError(f"fusion variant {self.name!r} returned {key} of shape {tuple(value.shape)}"
+                                 f" (finite values expected, shape {(num_frames, *size)})")
+            stages[key] = value
+        fused = stages["fused"].to(torch.float32)
+        if float(fused.min()) < -1e-6 or float(fused.max()) > 1 + 1e-6:
+            raise ValueError(f"fusion variant {self.name!r} returned a fused map outside [0, 1] "
+                             f"({float(fused.min()):.3g}..{float(fused.max()):.3g})")
+        stages["fused"] = fused.clamp(0.0, 1.0).contiguous()
+        return stages, (ov, bv, of, bf, stride)
 
     def __call__(self, obj_video: Any, bg_video: Any, obj_frame: Any, bg_frame: Any,
                  temporal_stride: int = 2, **params: Any) -> Any:
-        return fuse_maps(self, obj_video, bg_video, obj_frame, bg_frame, temporal_stride,
-                         self.resolve(params))["fused"]
+        """The fused ``(T, h, w)`` float32 map in ``[0, 1]``."""
+        stages, _ = self._run((obj_video, bg_video, obj_frame, bg_frame), temporal_stride, params)
+        return stages["fused"]
 
     def stages(self, obj_video: Any, bg_video: Any, obj_frame: Any, bg_frame: Any,
                temporal_stride: int = 2, **params: Any) -> dict[str, Any]:
-        return fuse_maps(self, obj_video, bg_video, obj_frame, bg_frame, temporal_stride,
-                         self.resolve(params), all_stages=True)
+        """Every stage of :data:`STAGE_NAMES` (the inputs aligned to the frame view, what ``fn``
+        reported, ``None`` for what it did not) from one run of ``fn``."""
+        got, (ov, bv, of, bf, stride) = self._run((obj_video, bg_video, obj_frame, bg_frame), temporal_stride, params)
+        num_frames, size = of.shape[0], (of.shape[1], of.shape[2])
+        return {
+            "object_video": align_video(ov, num_frames, size, stride),
+            "background_video": align_video(bv, num_frames, size, stride),
+            "object_frame": of,
+            "background_frame": bf,
+            "contrastive_video": got.get("contrastive_video"),
+            "contrastive_frame": got.get("contrastive_frame"),
+            "fused": got["fused"],
+        }
 
 
-_NORMS = ("norm_video", "norm_frame", "norm_final")
+def make_variant(name: str, fn: Callable[..., Any], *, description: str,
+                 params: Iterable[str] | None = None, fixed: Mapping[str, Any] | None = None,
+                 help: Mapping[str, str] | None = None) -> Variant:  # noqa: A002 - the CLI's word
+    """Check ``fn``'s signature against the declared ``params`` / ``fixed`` and build the variant.
+
+    ``fn`` takes the four maps positionally, then keyword ``temporal_stride``, then its
+    parameters as keywords (each with a default unless it is one of :data:`BASE_DEFAULTS`).
+    ``params`` defaults to every keyword parameter not in ``fixed``. Raises RegistryError
+    naming the variant and the bad name: a parameter or fixed value the function does not
+    take, one in both lists, a parameter without a default, a bad fixed value.
+    """
+    import inspect
+
+    def fail(message: str) -> RegistryError:
+        return RegistryError(f"fusion variant {name!r}: {message}")
+
+    if not callable(fn):
+        raise fail(f"{fn!r} is not callable")
+    if not isinstance(description, str) or not description.strip() or "\n" in description:
+        raise fail("needs a one-line description")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise fail(f"cannot read the signature of {fn!r} ({exc})") from None
+    positional = [p for p in sig.parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        raise fail("the function takes **kwargs; declare each parameter by name so typos are caught")
+    if len(positional) < 4 and not any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values()):
+        raise fail(f"the function must take the four maps {', '.join(_INPUTS)} first; signature {sig}")
+    keywords = {p.name: p for p in list(sig.parameters.values())[4:]
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if "temporal_stride" not in keywords:
+        raise fail(f"the function must take keyword 'temporal_stride'; signature {sig}")
+    del keywords["temporal_stride"]
+    defaults: dict[str, Any] = {}
+    for key, p in keywords.items():
+        if p.default is not p.empty:
+            defaults[key] = p.default
+        elif key in BASE_DEFAULTS:
+            defaults[key] = BASE_DEFAULTS[key]
+        else:
+            raise fail(f"parameter {key!r} needs a default in the function's signature")
+    fixed = dict(fixed or {})
+    declared = list(params) if params is not None else [k for k in keywords if k not in fixed]
+    for group, keys in (("parameter", declared), ("fixed parameter", list(fixed))):
+        for key in keys:
+            if key not in keywords:
+                raise fail(f"{group} {key!r} is not a keyword of {getattr(fn, '__name__', fn)}()"
+                           f"{did_you_mean(key, keywords, n=1, cutoff=0.6)}; it takes: {', '.join(keywords) or 'none'}")
+    both = sorted(set(declared) & set(fixed))
+    if both:
+        raise fail(f"{both[0]!r} is both a parameter and fixed")
+    if len(set(declared)) != len(declared):
+        raise fail("a parameter is declared twice")
+    try:
+        fixed = {k: coerce_param(k, v, defaults[k]) for k, v in fixed.items()}
+        defaults = {k: coerce_param(k, v, v) for k, v in defaults.items()}
+    except InputError as exc:
+        raise fail(str(exc)) from None
+    help_text = {k: PARAM_HELP.get(k, "") for k in declared}
+    for key, text in (help or {}).items():
+        if key not in declared:
+            raise fail(f"help for {key!r}, which is not a parameter{did_you_mean(key, declared, n=1, cutoff=0.6)}")
+        help_text[key] = str(text)
+    return Variant(name, description.strip(), fn, tuple(declared), MappingProxyType(fixed),
+                   MappingProxyType(defaults), MappingProxyType(help_text))
+
+
+def register_variant(name: str, fn: Callable[..., Any] | None = None, *, description: str,
+                     params: Iterable[str] | None = None, fixed: Mapping[str, Any] | None = None,
+                     help: Mapping[str, str] | None = None,  # noqa: A002
+                     registry: "Registry[Variant] | None" = None) -> Any:
+    """Register ``fn`` as fusion variant ``name`` (validated now, see :func:`make_variant`).
+
+    Used directly, ``register_variant("x", fn, description=...)`` returns the :class:`Variant`;
+    as a decorator, ``@register_variant("x", description=...)`` registers the function and
+    returns it unchanged. A name already registered is an error.
+    """
+    reg = VARIANTS if registry is None else registry
+
+    def add(func: Callable[..., Any]) -> Variant:
+        variant = make_variant(name, func, description=description, params=params, fixed=fixed, help=help)
+        reg.add(name, variant, variant.description)
+        return variant
+
+    if fn is not None:
+        return add(fn)
+
+    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+        add(func)
+        return func
+
+    return decorator
+
+
+def decaf_fusion(obj_video: Any, bg_video: Any, obj_frame: Any, bg_frame: Any, *, temporal_stride: int,
+                 use_video: bool = True, use_frame: bool = True, background: bool = True,
+                 kernel_video: int = 3, kernel_frame: int = 7, sigma: float = 1.0, clamp: bool = True,
+                 norm_video: str = "video", norm_frame: str = "frame", norm_final: str = "video",
+                 weight_video: float = 0.5) -> dict[str, Any]:
+    """The method's fusion (section 5); the built-in variants fix some of its switches.
+
+    Per view: smooth, subtract the smoothed background map (``background``), clamp, min-max;
+    the video view is then aligned to the frame view; the used views are fused (weighted
+    mean) and min-maxed again. Both views' contrastive maps are returned for diagnostics.
+    """
+    num_frames, size = obj_frame.shape[0], (obj_frame.shape[1], obj_frame.shape[2])
+
+    def contrast(obj: Any, bg: Any, kernel: int, norm: str) -> Any:
+        o = smooth(obj, kernel, sigma)
+        c = o - smooth(bg, kernel, sigma) if background else o
+        return minmax(c.clamp(0.0, 1.0) if clamp else c, norm)
+
+    cv = align_video(contrast(obj_video, bg_video, kernel_video, norm_video), num_frames, size, temporal_stride)
+    cf = contrast(obj_frame, bg_frame, kernel_frame, norm_frame)
+    if use_video and use_frame:
+        fused = (cv + cf) / 2 if weight_video == 0.5 else weight_video * cv + (1.0 - weight_video) * cf
+    else:
+        fused = cv if use_video else cf
+    return {"contrastive_video": cv, "contrastive_frame": cf, "fused": minmax(fused, norm_final)}
+
+
 _NO_SMOOTH = {"kernel_video": 1, "kernel_frame": 1}
 
-#: the explicit table of variants (order = display order of `decaf variants list`)
+
+def _builtin(name: str, description: str, *, params: tuple[str, ...] = tuple(BASE_DEFAULTS),
+             **fixed: Any) -> Variant:
+    structure = {"use_video": True, "use_frame": True, "background": True}
+    return make_variant(name, decaf_fusion, description=description, params=params, fixed={**structure, **fixed})
+
+
+#: the built-in variants (order = display order of `decaf variants list`)
 VARIANT_TABLE: tuple[Variant, ...] = (
-    Variant("decaf", "full method: smoothed object-minus-background maps of both views, fused"),
-    Variant("no-smoothing", "full method without Gaussian smoothing",
-            fixed=_NO_SMOOTH, params=("clamp", *_NORMS, "weight_video")),
-    Variant("video-frame-no-contrast", "smoothed object maps of both views fused, no background subtraction",
-            background=False),
-    Variant("contrastive-video", "video view only: smoothed object-minus-background map",
-            use_frame=False, params=("kernel_video", "sigma", "clamp", "norm_video", "norm_final")),
-    Variant("contrastive-frame", "frame view only: smoothed object-minus-background map",
-            use_video=False, params=("kernel_frame", "sigma", "clamp", "norm_frame", "norm_final")),
-    Variant("object-only", "raw object maps of both views fused (no smoothing, no background)",
-            background=False, fixed=_NO_SMOOTH, params=("clamp", *_NORMS, "weight_video")),
-    Variant("object-only-video", "raw object map of the video view only (no smoothing, no background)",
-            use_frame=False, background=False, fixed=_NO_SMOOTH, params=("clamp", "norm_video", "norm_final")),
-    Variant("object-only-frame", "raw object map of the frame view only (no smoothing, no background)",
-            use_video=False, background=False, fixed=_NO_SMOOTH, params=("clamp", "norm_frame", "norm_final")),
+    _builtin("decaf", "full method: smoothed object-minus-background maps of both views, fused"),
+    _builtin("no-smoothing", "full method without Gaussian smoothing",
+             params=("clamp", *_NORMS, "weight_video"), **_NO_SMOOTH),
+    _builtin("video-frame-no-contrast", "smoothed object maps of both views fused, no background subtraction",
+             background=False),
+    _builtin("contrastive-video", "video view only: smoothed object-minus-background map",
+             use_frame=False, params=("kernel_video", "sigma", "clamp", "norm_video", "norm_final")),
+    _builtin("contrastive-frame", "frame view only: smoothed object-minus-background map",
+             use_video=False, params=("kernel_frame", "sigma", "clamp", "norm_frame", "norm_final")),
+    _builtin("object-only", "raw object maps of both views fused (no smoothing, no background)",
+             background=False, params=("clamp", *_NORMS, "weight_video"), **_NO_SMOOTH),
+    _builtin("object-only-video", "raw object map of the video view only (no smoothing, no background)",
+             use_frame=False, background=False, params=("clamp", "norm_video", "norm_final"), **_NO_SMOOTH),
+    _builtin("object-only-frame", "raw object map of the frame view only (no smoothing, no background)",
+             use_video=False, background=False, params=("clamp", "norm_frame", "norm_final"), **_NO_SMOOTH),
 )
 
 
@@ -191,6 +389,13 @@ VARIANTS: Registry[Variant] = _registry(VARIANT_TABLE)
 def names(pattern: str | None = None) -> list[str]:
     """Variant names, sorted, optionally filtered by a glob (``"object-*"``)."""
     return VARIANTS.names(pattern)
+
+
+def ordered_names(pattern: str | None = None) -> list[str]:
+    """Built-in variants in table order (``decaf`` first), then registered ones by name."""
+    matching = set(names(pattern))
+    builtin = [v.name for v in VARIANT_TABLE if v.name in matching]
+    return builtin + sorted(matching - set(builtin))
 
 
 def get(name: str) -> Variant:
@@ -213,10 +418,11 @@ def stages(*args: Any, temporal_stride: int = 2, variant: str = "decaf", **param
     variant="decaf", **params)``; the variant name may also come first,
     ``stages("decaf", obj_video, ...)``. Keys (:data:`STAGE_NAMES`):
     ``object_*``/``background_*``: the raw input maps (no smoothing, no normalization; video
-    view repeated in time and bilinearly resized). ``contrastive_*``: smoothed, contrasted
-    (object-only variants: object map alone) and normalized per view, as they enter the
-    fusion; computed for both views even when the variant fuses only one. ``fused``: the
-    variant's output. For diagnostics and figures.
+    view repeated in time and bilinearly resized). ``contrastive_*``: what the variant's
+    function reports (built-ins: smoothed, contrasted (object-only variants: object map
+    alone) and normalized per view, as they enter the fusion, for both views even when the
+    variant fuses only one; ``None`` where a registered function reports none). ``fused``:
+    the variant's output, from the variant's registered function. For diagnostics and figures.
     """
     if args and isinstance(args[0], str):
         variant, args = args[0], args[1:]
@@ -258,21 +464,21 @@ def expand_grid(spec: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]
     variants = spec.pop("variant", ["decaf"])
     variants = [variants] if isinstance(variants, str) else list(variants)
     grid = {k: ([v] if isinstance(v, (str, bool, int, float)) else list(v)) for k, v in spec.items()}
+    resolved = [get(n) for n in variants]
+    known = dict.fromkeys([*BASE_DEFAULTS, *(k for n in names() for k in get(n).params)])
     for key, values in grid.items():
-        if key not in BASE_DEFAULTS:
-            close = difflib.get_close_matches(key, list(BASE_DEFAULTS), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise InputError(f"sweep key {key!r} is not a fusion parameter{hint}; valid: variant, {', '.join(BASE_DEFAULTS)}")
+        if key not in known:
+            raise InputError(f"sweep key {key!r} is not a fusion parameter{did_you_mean(key, known, n=1, cutoff=0.6)}; "
+                             f"valid: variant, {', '.join(known)}")
         if not values:
             raise InputError(f"sweep key {key!r} has no values")
-        grid[key] = [coerce_param(key, v) for v in values]
-    resolved = [get(n) for n in variants]
     unused = [k for k in grid if not any(k in v.params for v in resolved)]
     if unused:
         raise InputError(f"sweep key {unused[0]!r} is not a parameter of any of {', '.join(variants)}")
     for variant in resolved:
         keys = [k for k in grid if k in variant.params]
-        for combo in itertools.product(*(grid[k] for k in keys)):
+        values = [[coerce_param(k, v, variant.signature_defaults[k]) for v in grid[k]] for k in keys]
+        for combo in itertools.product(*values):
             yield variant.name, dict(zip(keys, combo))
 
 
@@ -338,56 +544,24 @@ def _as_maps(name: str, value: Any) -> Any:
     return x
 
 
-def fuse_maps(variant: Variant, obj_video: Any, bg_video: Any, obj_frame: Any, bg_frame: Any,
-              temporal_stride: int, p: Mapping[str, Any], all_stages: bool = False) -> dict[str, Any]:
-    """Run ``variant`` with resolved settings ``p`` (see :meth:`Variant.resolve`)."""
-    import torch
-
+def _check_stride(temporal_stride: Any) -> int:
     try:
         if isinstance(temporal_stride, bool):
             raise TypeError
-        temporal_stride = operator.index(temporal_stride)  # int, numpy or 0-d torch integers
+        stride = operator.index(temporal_stride)  # int, numpy or 0-d torch integers
     except TypeError:
         raise InputError(f"temporal_stride must be a positive integer, not {temporal_stride!r}") from None
-    if temporal_stride < 1:
+    if stride < 1:
         raise InputError(f"temporal_stride must be a positive integer, not {temporal_stride!r}")
+    return stride
+
+
+def _check_inputs(obj_video: Any, bg_video: Any, obj_frame: Any, bg_frame: Any) -> tuple[Any, Any, Any, Any]:
+    """The four maps as finite float32 tensors on one device, object and background shapes equal."""
     ov, bv = _as_maps("obj_video", obj_video), _as_maps("bg_video", bg_video)
     of, bf = _as_maps("obj_frame", obj_frame), _as_maps("bg_frame", bg_frame)
     if ov.shape != bv.shape:
         raise InputError(f"fusion inputs obj_video {tuple(ov.shape)} and bg_video {tuple(bv.shape)} differ in shape")
     if of.shape != bf.shape:
         raise InputError(f"fusion inputs obj_frame {tuple(of.shape)} and bg_frame {tuple(bf.shape)} differ in shape")
-    num_frames, size = of.shape[0], (of.shape[1], of.shape[2])
-    device = of.device
-    ov, bv = ov.to(device), bv.to(device)
-
-    def contrast(obj: Any, bg: Any, kernel: int, norm: str) -> Any:
-        o = smooth(obj, kernel, p["sigma"])
-        c = o - smooth(bg, kernel, p["sigma"]) if variant.background else o
-        return minmax(c.clamp(0.0, 1.0) if p["clamp"] else c, norm)
-
-    out: dict[str, Any] = {}
-    cv = cf = None
-    if variant.use_video or all_stages:
-        cv = align_video(contrast(ov, bv, p["kernel_video"], p["norm_video"]), num_frames, size, temporal_stride)
-    else:
-        align_video(ov[:, :1, :1], num_frames, (1, 1), temporal_stride)  # same shape contract for every variant
-    if variant.use_frame or all_stages:
-        cf = contrast(of, bf, p["kernel_frame"], p["norm_frame"])
-    if variant.use_video and variant.use_frame:
-        w = p["weight_video"]
-        fused = (cv + cf) / 2 if w == 0.5 else w * cv + (1.0 - w) * cf
-    else:
-        fused = cv if variant.use_video else cf
-    out["fused"] = minmax(fused, p["norm_final"]).clamp(0.0, 1.0).to(torch.float32).contiguous()
-    if all_stages:
-        out = {
-            "object_video": align_video(ov, num_frames, size, temporal_stride),
-            "background_video": align_video(bv, num_frames, size, temporal_stride),
-            "object_frame": of,
-            "background_frame": bf,
-            "contrastive_video": cv,
-            "contrastive_frame": cf,
-            "fused": out["fused"],
-        }
-    return out
+    return ov.to(of.device), bv.to(of.device), of, bf

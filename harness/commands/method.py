@@ -29,8 +29,7 @@ def list_command(
 
     from decafbench import fusion
 
-    matching = set(fusion.names(pattern))
-    names = [v.name for v in fusion.VARIANT_TABLE if v.name in matching]  # table order: decaf first
+    names = fusion.ordered_names(pattern)  # built-ins in table order (decaf first), then registered ones
     table = Table(title="fusion variants")
     table.add_column("name", style="bold")
     table.add_column("description")
@@ -61,17 +60,22 @@ def show_command(name: str = typer.Argument(..., help="Variant name (see `decaf 
     variant = fusion.get(name)
     console = Console()
     console.print(f"[bold]{variant.name}[/bold]: {variant.description}")
-    views = [v for v, used in (("video", variant.use_video), ("frame", variant.use_frame)) if used]
-    console.print(f"views fused: {' + '.join(views)}; background subtracted: "
-                  f"{'yes' if variant.background else 'no'}")
-    if variant.fixed:
-        console.print(f"fixed: {_format_params(dict(variant.fixed))}")
+    settings = variant.settings()
+    if variant.fn is fusion.decaf_fusion:  # the built-ins: say which structure they fix
+        views = [v for v in ("video", "frame") if settings[f"use_{v}"]]
+        console.print(f"views fused: {' + '.join(views)}; background subtracted: "
+                      f"{'yes' if settings['background'] else 'no'}")
+    else:
+        console.print(f"function: {getattr(variant.fn, '__module__', '?')}.{getattr(variant.fn, '__qualname__', variant.fn)}")
+    fixed = {k: v for k, v in variant.fixed.items() if k not in ("use_video", "use_frame", "background")}
+    if fixed:
+        console.print(f"fixed: {_format_params(fixed)}")
     table = Table(title="parameters")
     table.add_column("name", style="bold")
     table.add_column("default")
     table.add_column("meaning")
     for key, value in variant.defaults().items():
-        table.add_row(key, _format_params({key: value}).split("=", 1)[1], fusion.PARAM_HELP[key])
+        table.add_row(key, _format_params({key: value}).split("=", 1)[1], variant.help.get(key, ""))
     console.print(table)
 
 
