@@ -86,14 +86,18 @@ class GroundTruth:
 class Benchmark(ABC):
     """A dataset in its official layout under ``root``.
 
-    Subclasses set ``name``, ``description``, ``splits`` (first is the default) and
-    ``metrics``; they read lazily and cache what they read, so one instance can be shipped to
+    Subclasses set ``name``, ``description``, ``splits`` (first is the default),
+    ``ground_truth_splits`` (the splits that ship ground truth: a class-level capability,
+    so ``decaf benchmarks list`` and scoring read the same declaration) and ``metrics``;
+    they read lazily and cache what they read, so one instance can be shipped to
     worker processes cheaply (only ``root``, ``split`` and flags are pickled).
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     splits: ClassVar[tuple[str, ...]] = ("valid",)
+    #: the splits whose ground truth is public (empty: scored by an evaluation server only)
+    ground_truth_splits: ClassVar[tuple[str, ...]] = ()
     metrics: ClassVar[tuple[str, ...]] = ("J", "F", "JF")
     #: Where the data lives when the user gives no ``--root`` (only the embedded benchmark).
     default_root: ClassVar[Path | None] = None
@@ -113,6 +117,16 @@ class Benchmark(ABC):
         if not self.root.is_dir():
             raise InputError("dataset root does not exist or is not a folder", self.root)
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        unknown = [s for s in cls.ground_truth_splits if s not in cls.splits]
+        if unknown:
+            raise TypeError(f"{cls.__name__}.ground_truth_splits names {unknown[0]!r}, which is not one of its "
+                            f"splits ({', '.join(cls.splits)})")
+        if "has_ground_truth" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} overrides has_ground_truth; declare ground_truth_splits instead "
+                            f"(`decaf benchmarks list` reads it without opening a dataset)")
+
     def __getstate__(self) -> dict:
         return {"root": self.root, "split": self.split, "trust_pickle": self.trust_pickle}
 
@@ -129,9 +143,9 @@ class Benchmark(ABC):
         """All (video, expression) jobs of the split, sorted by (video, exp_id)."""
 
     @property
-    @abstractmethod
     def has_ground_truth(self) -> bool:
         """Whether this split ships ground truth (Ref-YouTube-VOS valid and MeViS valid do not)."""
+        return self.split in self.ground_truth_splits
 
     @abstractmethod
     def ground_truth(self, expression: Expression) -> GroundTruth:

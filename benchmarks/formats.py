@@ -162,9 +162,6 @@ class MetaBenchmark(Benchmark):
     :meth:`meta_path`, :meth:`frames_root`, :meth:`make_expressions` and ground truth.
     """
 
-    #: ground truth exists for these splits (read by ``decaf benchmarks list``)
-    ground_truth_splits: tuple[str, ...] = ()
-
     @abstractmethod
     def meta_path(self) -> Path:
         """The split's ``meta_expressions*.json``."""
@@ -176,10 +173,6 @@ class MetaBenchmark(Benchmark):
     @abstractmethod
     def make_expressions(self, video: str, vdata: Mapping[str, Any], path: Path) -> list[Expression]:
         """The jobs of one video entry of the meta file."""
-
-    @property
-    def has_ground_truth(self) -> bool:
-        return self.split in self.ground_truth_splits
 
     def _no_ground_truth(self) -> InputError:
         return InputError(f"benchmark {self.name!r} split {self.split!r} has no public ground truth "

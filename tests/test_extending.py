@@ -169,3 +169,137 @@ def test_decaf_run_computes_a_new_variant_end_to_end(registered, tmp_path):
         mask = read_mask_png(png)
         w = mask.shape[1]
         assert mask[:, : w // 2 - 1].all() and not mask[:, w // 2 + 1:].any(), png
+
+
+# -- a new benchmark reader: a Benchmark subclass in a layout of its own ------------------------------
+from decafbench.benchmarks.base import Benchmark, Expression, GroundTruth, VideoInfo  # noqa: E402
+
+
+class FolderVOS(Benchmark):
+    """ROOT/SPLIT/expressions.json ``{video: {exp_id: text}}``, ROOT/SPLIT/frames/VIDEO/*.jpg,
+    ROOT/SPLIT/masks/VIDEO/EXP_ID/FRAME.png (train only)."""
+
+    name = "folder-vos"
+    description = "test reader: one folder per video, one mask folder per expression"
+    splits = ("train", "test")
+    ground_truth_splits = ("train",)
+
+    def _meta(self) -> dict:
+        return json.loads((self.root / self.split / "expressions.json").read_text())
+
+    def videos(self) -> list[VideoInfo]:
+        out = []
+        for video in sorted(self._meta()):
+            folder = self.root / self.split / "frames" / video
+            out.append(VideoInfo(video, tuple(sorted(p.stem for p in folder.glob("*.jpg"))), folder))
+        return out
+
+    def expressions(self) -> list[Expression]:
+        meta = self._meta()
+        return [Expression(v, e, meta[v][e]) for v in sorted(meta) for e in sorted(meta[v])]
+
+    def ground_truth(self, expression: Expression) -> GroundTruth:
+        from decafbench.maskio import read_mask_png
+
+        if not self.has_ground_truth:
+            raise InputError(f"split {self.split!r} of {self.name!r} has no ground truth")
+        folder = self.root / self.split / "masks" / expression.video / expression.exp_id
+        pngs = sorted(folder.glob("*.png"))
+        return GroundTruth(tuple(p.stem for p in pngs), np.stack([read_mask_png(p) for p in pngs]))
+
+
+class ServerOnlyVOS(FolderVOS):
+    name = "server-only-vos"
+    description = "test reader: ground truth on an evaluation server only"
+    splits = ("test",)
+    ground_truth_splits = ()
+
+
+def _rect(shape, rows, cols):
+    m = np.zeros(shape, dtype=bool)
+    m[rows[0]:rows[1], cols[0]:cols[1]] = True
+    return m
+
+
+def _write_folder_vos(root: Path, frames: int = 3, size=(12, 16)) -> None:
+    from PIL import Image
+
+    from decafbench.maskio import write_mask_png
+
+    for split in FolderVOS.splits:
+        meta = {"v1": {"0": "the box"}}
+        (root / split).mkdir(parents=True)
+        (root / split / "expressions.json").write_text(json.dumps(meta))
+        for t in range(frames):
+            folder = root / split / "frames" / "v1"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((*size, 3), 40 * t, dtype=np.uint8)).save(folder / f"{t:05d}.jpg")
+            if split == "train":
+                write_mask_png(root / split / "masks" / "v1" / "0" / f"{t:05d}.png", _rect(size, (2, 7), (2, 9)))
+
+
+@pytest.fixture
+def folder_vos(tmp_path):
+    from decafbench.benchmarks.registry import BENCHMARKS
+
+    root = tmp_path / "folder-vos"
+    _write_folder_vos(root)
+    BENCHMARKS.add("folder-vos", FolderVOS, FolderVOS.description)
+    BENCHMARKS.add("server-only-vos", ServerOnlyVOS, ServerOnlyVOS.description)
+    yield root
+    BENCHMARKS.remove("folder-vos")
+    BENCHMARKS.remove("server-only-vos")
+
+
+def _list_rows(output: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if cells and cells[0]:
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_benchmarks_list_reports_ground_truth_of_any_reader(folder_vos):
+    from decafbench.cli import build_app
+
+    res = runner.invoke(build_app(), ["benchmarks", "list"], terminal_width=250)
+    assert res.exit_code == 0, res.output
+    rows = _list_rows(res.output)
+    assert rows["folder-vos"][2:] == ["train, test", "J F JF", "train"]
+    assert rows["server-only-vos"][-1] == "none (server)"
+    assert rows["mevis"][-1] == "valid_u" and rows["ref-youtube-vos"][-1] == "none (server)"
+
+
+def test_evaluate_scores_a_new_reader_end_to_end(folder_vos, tmp_path):
+    """Predictions shifted 3 columns right of the 5x7 box: |A & B| = 5*4, |A | B| = 50, J = 0.4."""
+    import pandas as pd
+
+    from decafbench.cli import build_app
+    from decafbench.maskio import write_mask_png
+
+    pred = tmp_path / "pred"
+    for t in range(3):
+        write_mask_png(pred / "v1" / "0" / f"{t:05d}.png", _rect((12, 16), (2, 7), (5, 12)))
+    out = tmp_path / "run"
+    res = runner.invoke(build_app(), ["evaluate", "-b", "folder-vos", "--root", str(folder_vos), "--pred", str(pred),
+                                      "--out", str(out), "-j", "1"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    table = pd.read_csv(out / "per_expression.csv", dtype={"exp_id": str})
+    assert list(table["video"]) == ["v1"] and table["J"].iloc[0] == pytest.approx(0.4, abs=1e-12)
+    assert json.loads((out / "manifest.json").read_text())["benchmark"] == "folder-vos"
+    # the split without ground truth is refused with one line, not scored as empty
+    res = runner.invoke(build_app(), ["evaluate", "-b", "folder-vos", "--root", str(folder_vos), "--split", "test",
+                                      "--pred", str(pred), "--out", str(tmp_path / "run2"), "-j", "1"])
+    assert res.exit_code == 2 and "ground truth" in res.output
+
+
+def test_reader_capabilities_are_checked_when_the_class_is_defined():
+    with pytest.raises(TypeError, match="'valid', which is not one of its splits"):
+        class Typo(FolderVOS):  # noqa: F841
+            ground_truth_splits = ("valid",)
+    with pytest.raises(TypeError, match="declare ground_truth_splits instead"):
+        class Override(FolderVOS):  # noqa: F841
+            @property
+            def has_ground_truth(self) -> bool:
+                return True

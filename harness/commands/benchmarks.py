@@ -32,7 +32,7 @@ def list_command() -> None:
         table.add_column(col, overflow="fold", no_wrap=col in ("name", "metrics"))
     for name in BENCHMARKS.names():
         cls = BENCHMARKS.get(name)
-        gt = getattr(cls, "ground_truth_splits", ())
+        gt = cls.ground_truth_splits
         table.add_row(name, cls.description or BENCHMARKS.describe(name), ", ".join(cls.splits),
                       " ".join(cls.metrics), ", ".join(gt) if gt else "none (server)")
     Console().print(table)
