@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.14.1 torchvision==0.29.1
-	SAM2_BUILD_CUDA=0 $(PIP) --no-build-isolation 'sam2>=1.1.0'
+	SAM2_BUILD_CUDA=0 $(PIP) --no-build-isolation 'sam2>=1.1.0,<1.2'
 	$(PIP) -e '.[model,parquet,ray,dev]'
 	touch $(STAMP)
 

@@ -23,10 +23,11 @@ prefix do not depend on what follows).
 from __future__ import annotations
 
 import itertools
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from ._compat_transformers import check_once, eager_attention, force_attn_implementation, unregister_attention
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -132,7 +133,7 @@ def _original_interface(name: str, module: "nn.Module") -> Callable:
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     if name == "eager":
-        return getattr(sys.modules[type(module).__module__], "eager_attention_forward")
+        return eager_attention(module)
     return ALL_ATTENTION_FUNCTIONS[name]
 
 
@@ -151,6 +152,7 @@ def capture_attention(model: "nn.Module", layers: range, observe: Callable[..., 
     from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
     from transformers.modeling_utils import AttentionInterface
 
+    check_once()  # the private transformers symbols below exist in this release (else: one clear error)
     lm = language_model(model)
     num_layers = len(lm.layers)
     if len(layers) == 0 or layers[0] < 0 or layers[-1] >= num_layers:
@@ -181,8 +183,7 @@ def capture_attention(model: "nn.Module", layers: range, observe: Callable[..., 
         yield
     finally:
         _set_lm_attn(model, lm, key, original)
-        AttentionInterface._global_mapping.pop(name, None)
-        AttentionMaskInterface._global_mapping.pop(name, None)
+        unregister_attention(name)
 
 
 def _set_lm_attn(model: "nn.Module", lm: "nn.Module", key: str | None, name: str) -> None:
@@ -192,4 +193,4 @@ def _set_lm_attn(model: "nn.Module", lm: "nn.Module", key: str | None, name: str
     elif hasattr(lm, "set_attn_implementation"):
         lm.set_attn_implementation(name)
     if lm.config._attn_implementation != name:  # a model that refused the stock path
-        lm.config._attn_implementation_internal = name
+        force_attn_implementation(lm.config, name)

@@ -136,7 +136,9 @@ def anyres_grid(processor: Any, height: int, width: int, aspect_ratio: str | Non
     tile = int(size["height"] if size.get("height") else size["shortest_edge"])
     best_h, best_w = select_best_resolution([height, width], processor.image_processor.image_grid_pinpoints)
     side = int(round(processor.num_image_tokens**0.5))
-    area, rows = processor._get_unpadded_features(height, width, side, side, best_h // tile, best_w // tile)
+    from ._compat_transformers import unpadded_features
+
+    area, rows = unpadded_features(processor, height, width, side, side, best_h // tile, best_w // tile)
     return int(rows), int(area) // int(rows)
 
 

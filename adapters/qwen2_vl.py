@@ -345,7 +345,9 @@ class Qwen2VLAdapter(Adapter):
     def _positions(self, inputs: dict) -> Any:
         """The position ids ``generate`` computes for the full prompt (the model's own method)."""
         model_kwargs = {k: v for k, v in inputs.items() if k not in ("input_ids", "pixel_values", "pixel_values_videos")}
-        return self.model._prepare_position_ids_for_generation(inputs["input_ids"], model_kwargs)
+        from ._compat_transformers import generation_position_ids
+
+        return generation_position_ids(self.model, inputs["input_ids"], model_kwargs)
 
     # -- internals --------------------------------------------------------------------------
     def _visual_kwargs(self, session: Session) -> dict:

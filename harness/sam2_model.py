@@ -13,7 +13,8 @@ prompting needs and the package lacks:
 
 Everything goes through SAM2's own build functions, inference-state layout and
 ``add_new_mask`` / ``propagate_in_video``; :class:`DecafSam2Predictor` overrides two hooks
-(``_get_image_feature`` and ``_track_step``) and calls the parent for the real work.
+(``_get_image_feature`` and ``_track_step``) and calls the parent for the real work; every
+private sam2 name it uses is listed and checked in :mod:`decafbench._compat_sam2`.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
-from sam2.sam2_video_predictor import SAM2VideoPredictor
-
+from ._compat_sam2 import predictor_base, run_single_frame, video_res_masks
 from .errors import InputError
 
 TINY_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
@@ -120,7 +120,7 @@ class quiet_progress(contextlib.AbstractContextManager):  # noqa: N801 (used lik
             print("\n".join(kept), file=sys.stderr)
 
 
-class DecafSam2Predictor(SAM2VideoPredictor):
+class DecafSam2Predictor(predictor_base()):  # sam2's SAM2VideoPredictor, its private hooks checked
     """SAM2's video predictor plus in-memory frames, a shared feature cache and predicted IoU."""
 
     last_pred_iou: torch.Tensor | None = None  # (B,) IoU of the chosen mask, latest decoder call
@@ -241,13 +241,9 @@ class DecafSam2Predictor(SAM2VideoPredictor):
                 "point_coords": chunk[:, None, :] * self.image_size,
                 "point_labels": torch.ones(n, 1, dtype=torch.int32, device=self.device),
             }
-            _, low_res = self._run_single_frame_inference(
-                inference_state=state, output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
-                frame_idx=frame_idx, batch_size=n, is_init_cond_frame=True, point_inputs=point_inputs,
-                mask_inputs=None, reverse=False, run_mem_encoder=False,
-            )
+            _, low_res = run_single_frame(self, state, frame_idx, n, point_inputs)
             iou = self.last_pred_iou
-            _, video_res = self._get_orig_video_res_output(state, low_res)
+            video_res = video_res_masks(self, state, low_res)
             masks.append(video_res[:, 0] > threshold)
             ious.append(iou)
             session.counters.decoder_batches += 1
