@@ -122,6 +122,7 @@ def test_frame_features_are_tiles_in_order(adapter, frames):
             assert torch.allclose(feats[i], ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_view_shapes_and_frame_batching(adapter, frames):
     video = adapter.attend(adapter.open(frames, "video"), PROMPT, max_new_tokens=3)
     assert len(video.texts) == 1 and video.temporal_stride == 1

@@ -119,6 +119,7 @@ def test_anyres_grid_and_stitch_helpers(adapter):
         stitched_grid(packed, 64, 3, 5)
 
 
+@pytest.mark.slow
 def test_view_shapes_and_frame_batching(adapter, frames):
     video = adapter.attend(adapter.open(frames, "video"), PROMPT, max_new_tokens=3)
     assert len(video.texts) == 1 and video.temporal_stride == 1
@@ -142,6 +143,7 @@ def test_smaller_anyres_budget_shrinks_grid(adapter, frames):
     assert tuple(res.attention.shape) == (2, 6, 10)  # 14x24 shrunk by sqrt(336/64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("view", ["video", "frame"])
 def test_streaming_rollout_equals_batch_rollout(adapter, frames, view):
     session = adapter.open(frames[:3], view)
@@ -168,6 +170,7 @@ def test_streaming_rollout_equals_batch_rollout(adapter, frames, view):
     assert cells[per - 1, h - 1, 1].item() == first + (per - 1) * h * w + (h - 1) * w + 1
 
 
+@pytest.mark.slow
 def test_reuse_counts_and_identical_maps(adapter, frames):
     """Encoder reuse alone (prefix reuse off: it is tested below) changes nothing but the work."""
     naive = _sibling(adapter, reuse=False)

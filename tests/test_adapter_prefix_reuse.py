@@ -60,6 +60,7 @@ def _close(a, b, rel):
     return bool(((a - b).abs() <= rel * b.abs().max()).all())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("view", ["video", "frame"])
 def test_prefix_reuse_same_maps_texts_fewer_tokens(adapter, frames, view):
     """Prefix prefilled once per chunk: same maps (to 1e-5 of the max) and texts as a full
@@ -91,6 +92,7 @@ def test_prefix_reuse_same_maps_texts_fewer_tokens(adapter, frames, view):
     assert "prefix_reuse" not in adapter.spec().config  # work done, not outputs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("view", ["video", "frame"])
 def test_prefix_suffix_logits_equal_full_pass(adapter, frames, view):
     """Prefix = tokens through the last visual placeholder; the suffix on a copy of its cache

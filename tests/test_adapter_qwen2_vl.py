@@ -40,6 +40,7 @@ def test_tiny_loads_offline_and_spec(adapter):
     assert spec.config["video_tokens_per_frame"] == 16 and spec.config["rollout"]["head_weighting"] == "vmax"
 
 
+@pytest.mark.slow
 def test_views_shapes_texts_and_reuse_counts(adapter):
     frames = _frames()
     hv, wv = adapter.view_size(120, 200, "video")
@@ -133,6 +134,7 @@ def test_grid_mapping_matches_model_rope_layout(adapter, view, monkeypatch):
     assert checked == att.numel()
 
 
+@pytest.mark.slow
 def test_streaming_equals_batch_rollout_from_eager(adapter):
     for view in ("video", "frame"):
         session = adapter.open(_frames(3), view)
@@ -230,6 +232,7 @@ def _close(a, b, rel):
     return bool(((a - b).abs() <= rel * b.abs().max()).all())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("view", ["video", "frame"])
 def test_prefix_reuse_same_maps_texts_fewer_tokens(adapter, view):
     frames = _frames()
@@ -255,6 +258,7 @@ def test_prefix_reuse_same_maps_texts_fewer_tokens(adapter, view):
     assert "prefix_reuse" not in adapter.spec().config  # work done, not outputs
 
 
+@pytest.mark.slow
 def test_prefix_reuse_exact_in_float64_qwen25():
     """In float64 the only difference (matmul shapes) rounds away: maps agree to ~1e-12."""
     from decafbench.adapters.registry import create_adapter

@@ -35,6 +35,7 @@ def _run(data, out, cache, *extra):
     return res
 
 
+@pytest.mark.slow
 def test_run_writes_one_scored_record_per_variant_and_mask_kind(data, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     _run(data, out, cache, "--masks", "both", "--variant", "decaf", "--variant", "object-only")
@@ -54,6 +55,7 @@ def test_run_writes_one_scored_record_per_variant_and_mask_kind(data, tmp_path):
             read_record(out / "object-only__sam2").table["obj_name"].values).all()
 
 
+@pytest.mark.slow
 def test_sam2_predictions_score_the_same_through_decaf_evaluate(data, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     _run(data, out, cache, "--masks", "sam2")
@@ -65,6 +67,7 @@ def test_sam2_predictions_score_the_same_through_decaf_evaluate(data, tmp_path):
     assert np.array_equal(ev.table["JF"].to_numpy(), rec.table["JF"].to_numpy())
 
 
+@pytest.mark.slow
 def test_rerun_resumes_and_failures_are_recorded(data, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     _run(data, out, cache, "--masks", "coarse", "--limit", "1")
@@ -79,6 +82,7 @@ def test_rerun_resumes_and_failures_are_recorded(data, tmp_path):
     assert again.table["cache_hit"].tolist() == [0, 0]  # both computed once, in separate runs
 
 
+@pytest.mark.slow
 def test_a_broken_video_fails_alone(data, tmp_path):
     import shutil
 
@@ -95,6 +99,7 @@ def test_a_broken_video_fails_alone(data, tmp_path):
     assert "1 failed" in res.output
 
 
+@pytest.mark.slow
 def test_sweep_runs_a_grid_from_one_mllm_pass(data, tmp_path):
     cfg = tmp_path / "sweep.toml"
     cfg.write_text(f"""
@@ -127,6 +132,7 @@ def test_bad_options_exit_2(tmp_path):
         assert len(res.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_no_reuse_reproduces_the_reference_pattern_with_the_same_maps(data, tmp_path):
     _run(data, tmp_path / "a", tmp_path / "ca", "--masks", "coarse", "--limit", "1")
     _run(data, tmp_path / "b", tmp_path / "cb", "--masks", "coarse", "--limit", "1", "--no-reuse")
@@ -137,6 +143,7 @@ def test_no_reuse_reproduces_the_reference_pattern_with_the_same_maps(data, tmp_
     assert a.table["cache_key"].iloc[0] == b.table["cache_key"].iloc[0]  # reuse does not change outputs
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_configuration(data, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     _run(data, out, cache, "--masks", "coarse", "--limit", "1")
@@ -146,6 +153,7 @@ def test_resume_refuses_a_different_configuration(data, tmp_path):
     assert "different 'num_frames'" in res.output and str(out / "decaf__coarse") in res.output
 
 
+@pytest.mark.slow
 def test_no_prefix_reuse_keeps_encoder_reuse_and_outputs(data, tmp_path):
     _run(data, tmp_path / "a", tmp_path / "ca", "--masks", "coarse", "--limit", "1")
     _run(data, tmp_path / "b", tmp_path / "cb", "--masks", "coarse", "--limit", "1", "--no-prefix-reuse")
