@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from decafbench import fusion
-from decafbench.coarse import coarse_masks
 from decafbench.diagnostics import attention_mass, diagnose, otsu_iou, pointing_hit
 from decafbench.errors import InputError
+from decafbench.reference import fusion as ref_fusion
+from decafbench.reference.fusion import otsu_threshold as ref_otsu
 from decafbench.reference.fusion import resize_bilinear
 
 
@@ -45,11 +46,25 @@ def ref_mass(maps: np.ndarray, gt: np.ndarray) -> float:
 
 
 def ref_iou(maps: np.ndarray, gt: np.ndarray) -> float:
-    pred = coarse_masks(fusion.minmax(torch.tensor(maps), "video"), gt.shape[1:])
+    """Written from the definitions, sharing no code with decafbench.coarse / diagnostics:
+    min-max over the video, bilinear (align_corners=False) to the frame size, x255 truncated to
+    uint8, brute-force Otsu (foreground = value > threshold; a constant frame stays empty, the
+    documented departure from OpenCV), then the per-frame IoU (both empty: 1)."""
+    x = ref_fusion.minmax(maps.astype(np.float64), "video").astype(np.float32)
+    height, width = gt.shape[1:]
     ious = []
-    for p, g in zip(pred, gt):
-        union = np.logical_or(p, g).sum()
-        ious.append(1.0 if union == 0 else np.logical_and(p, g).sum() / union)
+    for t in range(x.shape[0]):
+        up = resize_bilinear(x[t].astype(np.float64), height, width).astype(np.float32)
+        u8 = (np.clip(up, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+        pred = np.zeros((height, width), dtype=bool)
+        if len(np.unique(u8)) > 1:
+            pred = u8 > ref_otsu(u8)
+        inter, union = 0, 0
+        for i in range(height):
+            for j in range(width):
+                inter += bool(pred[i, j] and gt[t, i, j])
+                union += bool(pred[i, j] or gt[t, i, j])
+        ious.append(1.0 if union == 0 else inter / union)
     return float(np.mean(ious))
 
 
