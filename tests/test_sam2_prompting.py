@@ -171,6 +171,8 @@ def _frames(n=8, h=64, w=96):
 
 
 KEYS = [0, 2, 5, 7]
+#: below every final score: (IoU + attention + AC) / 3 with IoU, attention in [0, 1], AC >= -1
+ALL_KEPT = -10.0
 
 
 def _fused():
@@ -193,9 +195,10 @@ def predictor():
 @pytest.fixture(scope="module")
 def runs(predictor):
     """Two fast runs (encoder calls counted by a hook on SAM2's image encoder) and the reference."""
-    # random weights give similar masks for every point: a loose NMS and a final threshold
-    # inside the score range keep several tracklets from several key frames
-    cfg = Sam2Config(point_threshold=0.9, nms_iou=0.9, final_score_threshold=0.432)
+    # random weights give similar masks for every point: a loose NMS keeps tracklets from several
+    # key frames, and a final threshold below any possible score keeps every one of them, so the
+    # multi-object paths run whatever the scores are (the selection rule has its own test below)
+    cfg = Sam2Config(point_threshold=0.9, nms_iou=0.9, final_score_threshold=ALL_KEPT)
     calls = []
     handle = predictor.image_encoder.register_forward_hook(lambda *a: calls.append(1))
     try:
@@ -215,7 +218,7 @@ def test_segment_shapes_and_dtypes(runs):
     assert result.masks.shape == (8, 64, 96) and result.masks.dtype == bool
     assert result.key_masks.shape == (4, 64, 96) and result.key_masks.dtype == bool
     np.testing.assert_array_equal(result.key_masks, result.masks[KEYS])
-    assert result.tracklets and any(t.kept for t in result.tracklets)
+    assert result.tracklets and all(t.kept for t in result.tracklets)
     for t in result.tracklets:
         assert t.source_frame == KEYS[t.source_key]
         assert t.object_score == pytest.approx(t.iou + t.attention)
@@ -223,6 +226,29 @@ def test_segment_shapes_and_dtypes(runs):
     assert result.stats["points"] == sum(result.stats["points_per_key_frame"]) > 0
     assert result.stats["tracklets"] == len(result.tracklets) > 1  # exercises multi-object paths
     assert result.stats["tracklets_kept"] == sum(t.kept for t in result.tracklets)
+
+
+@pytest.mark.slow
+def test_selection_follows_the_final_threshold_rule(predictor, runs):
+    """For any threshold: the tracklets are the same, those with final > threshold are kept (the
+    best one alone when none is), and the masks are a subset of the all-kept union."""
+    every = runs[0]
+    finals = sorted({t.final for t in every.tracklets})
+    assert len(finals) > 1
+    middle = (finals[len(finals) // 2 - 1] + finals[len(finals) // 2]) / 2
+    for threshold in (middle, finals[-1] + 1.0):
+        cfg = Sam2Config(point_threshold=0.9, nms_iou=0.9, final_score_threshold=threshold)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = segment(predictor, _frames(), KEYS, _fused(), cfg)
+        assert [(t.source_key, t.final) for t in result.tracklets] == [(t.source_key, t.final) for t in every.tracklets]
+        expected = [t.final > threshold for t in result.tracklets]
+        if not any(expected):
+            best = max(range(len(result.tracklets)), key=lambda i: result.tracklets[i].final)
+            expected = [i == best for i in range(len(result.tracklets))]
+        assert [t.kept for t in result.tracklets] == expected
+        assert 0 < sum(expected) < len(expected)
+        assert not (result.masks & ~every.masks).any()  # a union of fewer tracklets
 
 
 def test_segment_encodes_each_frame_once(runs):
