@@ -44,12 +44,14 @@ class MapsRecord:
 
 
 def file_digest(paths: Iterable[str | Path]) -> str:
+    """sha256 over the files' contents in order: each file is framed by its byte length, so
+    moving bytes from one file to the next (frames are binary, NUL bytes included) changes it."""
     h = hashlib.sha256()
     for p in paths:
+        h.update(os.path.getsize(p).to_bytes(8, "little"))
         with open(p, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
-        h.update(b"\0")
     return h.hexdigest()
 
 

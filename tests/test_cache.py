@@ -37,10 +37,32 @@ def test_key_changes_with_every_field():
 
 
 def test_file_digest_depends_on_content(tmp_path):
+    import os
+
     a, b = tmp_path / "a", tmp_path / "b"
     a.write_bytes(b"1")
     b.write_bytes(b"2")
-    assert file_digest([a, b]) != file_digest([b, a])
+    before = file_digest([a, b])
+    assert before != file_digest([b, a])  # order is part of the key
+    # the same bytes elsewhere, or a newer mtime, are the same key: content, not names or times
+    c, d = tmp_path / "copy" / "a", tmp_path / "copy" / "b"
+    c.parent.mkdir()
+    c.write_bytes(b"1")
+    d.write_bytes(b"2")
+    os.utime(a, (1, 1))
+    assert file_digest([c, d]) == file_digest([a, b]) == before
+    # one byte changed: a new key; changed back: the old key again
+    b.write_bytes(b"3")
+    assert file_digest([a, b]) != before
+    b.write_bytes(b"2")
+    assert file_digest([a, b]) == before
+    # bytes moved across the boundary between two frames (NULs included) are different content
+    a.write_bytes(b"x\0")
+    b.write_bytes(b"y")
+    moved = file_digest([a, b])
+    a.write_bytes(b"x")
+    b.write_bytes(b"\0y")
+    assert file_digest([a, b]) != moved
 
 
 def test_nan_maps_are_refused_and_unreadable_entries_are_misses(tmp_path, capsys):
