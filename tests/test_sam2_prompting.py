@@ -213,6 +213,7 @@ def runs(predictor):
     return first, second, reference, encoder_calls
 
 
+@pytest.mark.slow
 def test_segment_shapes_and_dtypes(runs):
     result = runs[0]
     assert result.masks.shape == (8, 64, 96) and result.masks.dtype == bool
@@ -251,18 +252,21 @@ def test_selection_follows_the_final_threshold_rule(predictor, runs):
         assert not (result.masks & ~every.masks).any()  # a union of fewer tracklets
 
 
+@pytest.mark.slow
 def test_segment_encodes_each_frame_once(runs):
     first, _, reference, encoder_calls = runs
     assert encoder_calls == 8 == first.stats["encoder_passes"]  # 8 frames, one pass each
     assert reference.stats["encoder_passes"] > 8  # the stock one-frame cache re-encodes
 
 
+@pytest.mark.slow
 def test_segment_is_deterministic(runs):
     first, second, _, _ = runs
     np.testing.assert_array_equal(first.masks, second.masks)
     assert first.tracklets == second.tracklets
 
 
+@pytest.mark.slow
 def test_segment_matches_published_pattern(runs):
     """Batched points + shared cache == one add_new_points_or_box per point + stock cache."""
     fast, _, slow, _ = runs
@@ -274,6 +278,7 @@ def test_segment_matches_published_pattern(runs):
                                    rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_segment_replacing_tracklets_matches_published_pattern(predictor):
     """NMS IoU 0: every overlap counts, so later key frames replace or drop earlier tracklets."""
     cfg = Sam2Config(point_threshold=0.9, nms_iou=0.0)
