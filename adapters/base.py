@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from decafbench.rollout import RolloutConfig
 
 View = Literal["video", "frame"]
 VIEWS: tuple[View, View] = ("video", "frame")
@@ -62,11 +65,56 @@ class AdapterSpec:
     config: dict
 
 
+def _default_rollout() -> "RolloutConfig":
+    from decafbench.rollout import RolloutConfig
+
+    return RolloutConfig()
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """Everything the harness tells an adapter when it builds one: the whole contract.
+
+    ``dtype`` (``float32``, ``bfloat16``, ``float16``), ``device`` (``cpu``, ``cuda:0``...),
+    ``rollout`` (layers and head weighting; check it against the model's layer count as soon
+    as the model config is known), ``reuse`` / ``prefix_reuse`` (work-saving switches that
+    must not change outputs; the harness passes True only to a class that declares the
+    capability, see :class:`Adapter`) and
+    ``model_args``: the user's ``--model-args`` (adapter-specific keyword arguments such as
+    token budgets; refuse unknown ones with an :class:`~decafbench.errors.InputError`).
+    New fields get defaults, so an adapter written today keeps working.
+    """
+
+    dtype: str = "float32"
+    device: str = "cpu"
+    rollout: "RolloutConfig" = field(default_factory=_default_rollout)
+    reuse: bool = True
+    prefix_reuse: bool = True
+    model_args: Mapping[str, Any] = field(default_factory=dict)
+
+
 class Adapter(ABC):
-    """Base class of MLLM adapters."""
+    """Base class of MLLM adapters.
+
+    Construction: the harness calls ``cls.from_checkpoint(checkpoint, options)`` with the
+    checkpoint string after ``FAMILY:`` (``tiny``, a local folder or a hub id) and one
+    :class:`AdapterOptions`; nothing else is ever passed. Capabilities are class attributes:
+    an adapter that can encode a view once and reuse it across prompts sets
+    ``supports_reuse = True`` (and ``supports_prefix_reuse`` for a shared prompt prefix);
+    otherwise the harness passes ``reuse=False`` / ``prefix_reuse=False`` whatever the user
+    asked, so such a switch never reaches an adapter that does not implement it.
+    """
 
     #: registry name of the family (``qwen2-vl``, ``llava-onevision``, ``internvl``)
     family: ClassVar[str] = ""
+    #: capabilities (see the class docstring)
+    supports_reuse: ClassVar[bool] = False
+    supports_prefix_reuse: ClassVar[bool] = False
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str, options: AdapterOptions) -> "Adapter":
+        """Load (or build, for ``tiny``) the model and return a ready adapter."""
+        raise NotImplementedError(f"{cls.__name__} does not implement from_checkpoint(checkpoint, options)")
 
     @abstractmethod
     def spec(self) -> AdapterSpec:
@@ -83,3 +131,35 @@ class Adapter(ABC):
     @abstractmethod
     def answer(self, prompt: str, *, max_new_tokens: int = 8) -> str:
         """Greedy answer to a text-only prompt (the object-choice step)."""
+
+
+#: AdapterOptions fields a direct caller may pass as loose keywords to a built-in from_checkpoint
+OPTION_FIELDS = ("dtype", "device", "rollout", "reuse", "prefix_reuse")
+
+
+def resolve_options(options: AdapterOptions | None, kwargs: Mapping[str, Any]) -> AdapterOptions:
+    """``options`` (default: all defaults) with loose keywords folded in: option fields replace
+    the options' values, anything else joins ``model_args``. For direct callers and tests."""
+    from dataclasses import replace
+
+    base = options or AdapterOptions()
+    fields = {k: v for k, v in kwargs.items() if k in OPTION_FIELDS}
+    extra = {k: v for k, v in kwargs.items() if k not in OPTION_FIELDS}
+    return replace(base, **fields, model_args={**base.model_args, **extra})
+
+
+def load_with_options(loader: Any, family: str, checkpoint: str, options: AdapterOptions) -> Any:
+    """``loader(checkpoint, dtype=..., device=..., rollout=..., reuse=..., prefix_reuse=...,
+    **model_args)``, refusing a model argument ``loader`` does not take with one line."""
+    import inspect
+
+    from decafbench.errors import InputError
+
+    fixed = {k: getattr(options, k) for k in OPTION_FIELDS}
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    known = [n for n, p in inspect.signature(loader).parameters.items()
+             if p.kind in kinds and n not in fixed and n != "checkpoint"]
+    bad = [k for k in options.model_args if k not in known]
+    if bad:
+        raise InputError(f"model_args: {family} takes no argument {bad[0]!r} (known: {', '.join(known) or 'none'})")
+    return loader(checkpoint, **fixed, **dict(options.model_args))

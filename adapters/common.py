@@ -26,8 +26,11 @@ def prompt_words() -> list[str]:
     return [w for name in PROMPTS.names() for w in " ".join(get_prompts(name).to_dict().values()).split()]
 
 
-def load_checked(checkpoint: str, model_types: tuple[str, ...], model_cls: Any, proc_cls: Any, dt: Any, attn: str) -> tuple[Any, Any]:
-    """A local folder or hub id with the family's stock classes, after a model_type check."""
+def load_checked(checkpoint: str, model_types: tuple[str, ...], model_cls: Any, proc_cls: Any, dt: Any, attn: str,
+                 rollout: Any = None) -> tuple[Any, Any]:
+    """A local folder or hub id with the family's stock classes, after a model_type check and
+    (given ``rollout``) a check of its layers against the config's layer count: both before
+    any weights are read."""
     from transformers import AutoConfig
 
     looks_local = checkpoint.startswith((".", "/", "~")) or Path(checkpoint).expanduser().exists()
@@ -39,6 +42,9 @@ def load_checked(checkpoint: str, model_types: tuple[str, ...], model_cls: Any, 
         raise InputError(f"cannot load checkpoint config: {exc}", path=checkpoint) from exc
     if config.model_type not in model_types:
         raise InputError(f"model_type {config.model_type!r} is not {' or '.join(model_types)}", path=checkpoint)
+    layers = getattr(getattr(config, "text_config", None) or config, "num_hidden_layers", None)
+    if rollout is not None and isinstance(layers, int):
+        rollout.layers(layers)
     model = model_cls.from_pretrained(checkpoint, dtype=dt, attn_implementation=attn)
     processor = proc_cls.from_pretrained(checkpoint)
     processor.tokenizer.padding_side = "left"

@@ -42,6 +42,9 @@ class EmbedsAdapter(Adapter):
     :meth:`visual_mask` (grid tokens among the placeholders) and :meth:`settings`.
     """
 
+    supports_reuse = True
+    supports_prefix_reuse = True
+
     def __init__(
         self, model: Any, processor: Any, *, checkpoint: str, dtype: str, device: str, rollout: "RolloutConfig | None",
         frame_batch_size: int, system_prompt: str | None, reuse: bool, prefix_reuse: bool = True,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from decafbench.errors import InputError
 
-from .base import View
+from .base import AdapterOptions, View, load_with_options, resolve_options
 from .common import load_checked, prompt_words, torch_dtype
 from .embeds import EmbedsAdapter
 
@@ -173,7 +173,13 @@ class InternVLAdapter(EmbedsAdapter):
         self.tile = int(size["height"])
 
     @classmethod
-    def from_checkpoint(
+    def from_checkpoint(cls, checkpoint: str = DEFAULT_CHECKPOINT, options: AdapterOptions | None = None, **kwargs: Any):
+        """The harness passes one :class:`AdapterOptions`; its ``model_args`` are the keyword
+        arguments of :meth:`_load` (direct callers may pass them, and option fields, loosely)."""
+        return load_with_options(cls._load, cls.family, checkpoint, resolve_options(options, kwargs))
+
+    @classmethod
+    def _load(
         cls,
         checkpoint: str = DEFAULT_CHECKPOINT,
         dtype: str = "float32",
@@ -201,7 +207,7 @@ class InternVLAdapter(EmbedsAdapter):
             from transformers import InternVLForConditionalGeneration, InternVLProcessor
 
             model, processor = load_checked(
-                checkpoint, ("internvl",), InternVLForConditionalGeneration, InternVLProcessor, dt, attn_implementation
+                checkpoint, ("internvl",), InternVLForConditionalGeneration, InternVLProcessor, dt, attn_implementation, rollout
             )
         return cls(
             model.to(device=device, dtype=dt), processor, checkpoint=checkpoint, dtype=dtype, device=device, rollout=rollout,

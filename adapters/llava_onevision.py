@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from decafbench.errors import InputError
 
-from .base import View
+from .base import AdapterOptions, View, load_with_options, resolve_options
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -200,7 +200,13 @@ class LlavaOneVisionAdapter(EmbedsAdapter):
         self.tile_tokens = (vcfg.image_size // vcfg.patch_size) ** 2
 
     @classmethod
-    def from_checkpoint(
+    def from_checkpoint(cls, checkpoint: str = DEFAULT_CHECKPOINT, options: AdapterOptions | None = None, **kwargs: Any):
+        """The harness passes one :class:`AdapterOptions`; its ``model_args`` are the keyword
+        arguments of :meth:`_load` (direct callers may pass them, and option fields, loosely)."""
+        return load_with_options(cls._load, cls.family, checkpoint, resolve_options(options, kwargs))
+
+    @classmethod
+    def _load(
         cls,
         checkpoint: str = DEFAULT_CHECKPOINT,
         dtype: str = "float32",
@@ -227,7 +233,7 @@ class LlavaOneVisionAdapter(EmbedsAdapter):
             from transformers import LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor
 
             model, processor = load_checked(
-                checkpoint, ("llava_onevision",), LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor, dt, attn_implementation
+                checkpoint, ("llava_onevision",), LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor, dt, attn_implementation, rollout
             )
         return cls(
             model.to(device=device, dtype=dt), processor, checkpoint=checkpoint, dtype=dtype, device=device, rollout=rollout,

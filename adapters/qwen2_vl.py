@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from decafbench.errors import InputError
 
-from .base import Adapter, AdapterSpec, Session, View, ViewResult
+from .base import Adapter, AdapterOptions, AdapterSpec, Session, View, ViewResult, load_with_options, resolve_options
 from .common import check_frames, load_checked, no_grad, torch_dtype
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,6 +64,8 @@ class Qwen2VLAdapter(Adapter):
     """Qwen2-VL / Qwen2.5-VL: video view + frame view, streaming rollout, encoder reuse."""
 
     family = "qwen2-vl"
+    supports_reuse = True
+    supports_prefix_reuse = True
 
     def __init__(
         self,
@@ -108,7 +110,13 @@ class Qwen2VLAdapter(Adapter):
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def from_checkpoint(
+    def from_checkpoint(cls, checkpoint: str = "tiny", options: AdapterOptions | None = None, **kwargs: Any):
+        """The harness passes one :class:`AdapterOptions`; its ``model_args`` are the keyword
+        arguments of :meth:`_load` (direct callers may pass them, and option fields, loosely)."""
+        return load_with_options(cls._load, cls.family, checkpoint, resolve_options(options, kwargs))
+
+    @classmethod
+    def _load(
         cls,
         checkpoint: str,
         dtype: str = "float32",
@@ -138,7 +146,7 @@ class Qwen2VLAdapter(Adapter):
             from transformers import AutoModelForImageTextToText, AutoProcessor
 
             model, processor = load_checked(checkpoint, ("qwen2_vl", "qwen2_5_vl"), AutoModelForImageTextToText,
-                                            AutoProcessor, dt, attn_implementation)
+                                            AutoProcessor, dt, attn_implementation, rollout)
             default_budgets = (400, 1600)
         model = model.to(device=device, dtype=dt)
         return cls(

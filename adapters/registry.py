@@ -6,24 +6,22 @@ are read with :func:`importlib.metadata.entry_points` and loaded only when asked
 ``decaf adapters list`` never imports torch), checked to be :class:`Adapter` subclasses, and
 two distributions declaring the same name is an error rather than a silent override.
 
-``create_adapter("qwen2-vl:tiny")`` splits ``FAMILY:CHECKPOINT`` (the checkpoint may be
-``tiny``, a local folder or a hub id; it is passed through to the family's
-``from_checkpoint``).
+``create_adapter("qwen2-vl:tiny", options)`` splits ``FAMILY:CHECKPOINT`` (the checkpoint
+may be ``tiny``, a local folder or a hub id) and calls the family's
+``from_checkpoint(checkpoint, options)`` with one :class:`~.base.AdapterOptions`, switching
+off the work-saving options the class does not declare (``supports_reuse``...). Lookup,
+the base-class check and "did you mean" are :class:`decafbench.registry.Registry`'s.
 """
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
 from decafbench.errors import RegistryError
+from decafbench.registry import Registry
 
-from .base import Adapter
-
-if TYPE_CHECKING:  # pragma: no cover
-    from decafbench.rollout import RolloutConfig
+from .base import Adapter, AdapterOptions, resolve_options
 
 GROUP = "decafbench.adapters"
 
@@ -72,29 +70,22 @@ def adapter_entries() -> dict[str, AdapterEntry]:
     return found
 
 
+def adapter_registry() -> Registry[type[Adapter]]:
+    """The declared adapters as a lazy :class:`Registry` (read afresh: plugins come and go)."""
+    registry: Registry[type[Adapter]] = Registry("adapter", base=Adapter)
+    registry.update((e.name, e.target, e.distribution) for e in adapter_entries().values())
+    return registry
+
+
 def list_adapters(pattern: str | None = None) -> list[AdapterEntry]:
     """Declared adapters sorted by name, optionally filtered by a glob (``"qwen*"``)."""
     entries = adapter_entries()
-    return [entries[n] for n in sorted(entries) if pattern is None or fnmatch.fnmatch(n, pattern)]
-
-
-def _unknown(name: str, known: list[str]) -> RegistryError:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return RegistryError(f"unknown adapter {name!r}{hint} (known: {', '.join(known) or 'none'})")
+    return [entries[n] for n in adapter_registry().names(pattern)]
 
 
 def get_adapter_class(name: str) -> type[Adapter]:
     """Import and check the adapter class declared under ``name``."""
-    from decafbench.registry import load_target
-
-    entries = adapter_entries()
-    if name not in entries:
-        raise _unknown(name, sorted(entries))
-    obj = load_target(entries[name].target)
-    if not (isinstance(obj, type) and issubclass(obj, Adapter)):
-        raise RegistryError(f"adapter {name!r} resolves to {obj!r}, not a subclass of Adapter")
-    return obj
+    return adapter_registry().get(name)
 
 
 def parse_adapter_name(spec: str) -> tuple[str, str]:
@@ -110,22 +101,19 @@ def parse_adapter_name(spec: str) -> tuple[str, str]:
     return family, (checkpoint if sep and checkpoint else "tiny")
 
 
-def create_adapter(
-    spec: str,
-    *,
-    dtype: str = "float32",
-    device: str = "cpu",
-    rollout: "RolloutConfig | None" = None,
-    **options: Any,
-) -> Adapter:
-    """Build an adapter from ``"family:checkpoint"`` (``qwen2-vl:tiny``, ``qwen2-vl:/models/x``,
-    ``qwen2-vl:Qwen/Qwen2-VL-2B-Instruct``); ``options`` go to the family's ``from_checkpoint``.
-    """
-    from decafbench.rollout import RolloutConfig
+def supported_options(cls: type[Adapter], options: AdapterOptions) -> AdapterOptions:
+    """``options`` with the work-saving switches the class does not declare turned off."""
+    reuse = options.reuse and cls.supports_reuse
+    return replace(options, reuse=reuse, prefix_reuse=reuse and options.prefix_reuse and cls.supports_prefix_reuse)
 
+
+def create_adapter(spec: str, options: AdapterOptions | None = None, **kwargs: Any) -> Adapter:
+    """Build an adapter from ``"family:checkpoint"`` (``qwen2-vl:tiny``, ``qwen2-vl:/models/x``,
+    ``qwen2-vl:Qwen/Qwen2-VL-2B-Instruct``) and one :class:`AdapterOptions`. Loose keywords
+    (for scripts and tests) fold into the options: option fields, else ``model_args``.
+    """
     family, checkpoint = parse_adapter_name(spec)
     cls = get_adapter_class(family)
-    factory = getattr(cls, "from_checkpoint", None)
-    if factory is None:
-        raise RegistryError(f"adapter {family!r} ({cls.__name__}) has no from_checkpoint()")
-    return factory(checkpoint, dtype=dtype, device=device, rollout=rollout or RolloutConfig(), **options)
+    if getattr(cls.from_checkpoint, "__func__", None) is Adapter.from_checkpoint.__func__:
+        raise RegistryError(f"adapter {family!r} ({cls.__name__}) does not implement from_checkpoint(checkpoint, options)")
+    return cls.from_checkpoint(checkpoint, supported_options(cls, resolve_options(options, kwargs)))

@@ -45,7 +45,8 @@ class RolloutConfig:
         if not 0 <= start < end <= num_layers:
             from .errors import InputError
 
-            raise InputError(f"rollout layers [{self.start}, {self.end}) are not a non-empty range of a {num_layers}-layer model")
+            raise InputError(f"rollout layers [{self.start}, {self.end}) (rollout_start, rollout_end) are not a "
+                             f"non-empty range of a {num_layers}-layer model")
         return range(start, end)
 
     def to_dict(self) -> dict:

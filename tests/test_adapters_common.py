@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from decafbench.adapters import registry as areg  # noqa: E402
-from decafbench.adapters.base import Adapter, AdapterSpec, Session, ViewResult  # noqa: E402
+from decafbench.adapters.base import Adapter, AdapterOptions, AdapterSpec, Session, ViewResult  # noqa: E402
 from decafbench.errors import InputError, RegistryError  # noqa: E402
 
 
@@ -22,15 +22,15 @@ class FakeAdapter(Adapter):
 
     family = "fake-vl"
 
-    def __init__(self, checkpoint: str, **options):
+    def __init__(self, checkpoint: str, options):
         self.checkpoint, self.options = checkpoint, options
 
     @classmethod
-    def from_checkpoint(cls, checkpoint, **options):
-        return cls(checkpoint, **options)
+    def from_checkpoint(cls, checkpoint, options):
+        return cls(checkpoint, options)
 
     def spec(self):
-        return AdapterSpec(self.family, self.checkpoint, dict(self.options))
+        return AdapterSpec(self.family, self.checkpoint, dict(self.options.model_args))
 
     def open(self, frames, view):
         return Session(view=view, num_frames=len(frames))
@@ -89,10 +89,12 @@ def test_list_and_create_third_party(fake_eps):
     assert names == ["broken", "fake-vl", "qwen2-vl"]
     assert [e.name for e in areg.list_adapters("f*")] == ["fake-vl"]
     assert areg.adapter_entries()["fake-vl"].distribution == "fake-plugin"
-    ad = areg.create_adapter("fake-vl:/some/path:with-colon", dtype="bfloat16", budget=3)
+    ad = areg.create_adapter("fake-vl:/some/path:with-colon", AdapterOptions(dtype="bfloat16", model_args={"budget": 3}))
     assert isinstance(ad, FakeAdapter)
     assert ad.checkpoint == "/some/path:with-colon"
-    assert ad.options["dtype"] == "bfloat16" and ad.options["budget"] == 3 and ad.options["device"] == "cpu"
+    assert ad.options.dtype == "bfloat16" and ad.options.model_args == {"budget": 3} and ad.options.device == "cpu"
+    # no declared capability: the work-saving switches never reach it
+    assert ad.options.reuse is False and ad.options.prefix_reuse is False
     assert areg.create_adapter("fake-vl").checkpoint == "tiny"
 
 
