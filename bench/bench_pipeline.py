@@ -21,26 +21,34 @@ from pathlib import Path
 
 
 def _plan(out: Path, cache: Path | None, limit: int, **kw):
-    from decafbench.pipeline import MaskSpec, RunPlan
+    from decafbench.config import MaskSpec, RunConfig
 
-    return RunPlan(out=out, cache_dir=cache, limit=limit, masks=kw.pop("masks", [MaskSpec("coarse"), MaskSpec("sam2")]), **kw)
+    masks = tuple(kw.pop("masks", [MaskSpec("coarse"), MaskSpec("sam2")]))
+    variants = tuple(kw.pop("variants", RunConfig().variants))
+    return RunConfig(out=out, cache_dir=cache, limit=limit, masks=masks, variants=variants, **kw)
 
 
 def _timed_run(plan):
-    from decafbench.pipeline import Runner
+    """(seconds to check settings and load the models, seconds of work, record paths)."""
+    from decafbench.driver import RunDriver
+    from decafbench.pipeline import Worker
 
     t0 = time.perf_counter()
-    runner = Runner(plan, command=["bench"])
+    driver = RunDriver(plan, command=["bench"])
+    jobs = driver.prepare()
+    worker = Worker(plan).load()
+    driver.adapter_spec = worker.spec()
     t1 = time.perf_counter()
-    paths = runner.run()
-    return t1 - t0, time.perf_counter() - t1, paths
+    for job in jobs:
+        driver.collect(worker.process(job))
+    return t1 - t0, time.perf_counter() - t1, driver.finalize().paths
 
 
 def main(quick: bool) -> None:
     import pandas as pd
     import torch
 
-    from decafbench.pipeline import MaskSpec, VariantSpec
+    from decafbench.config import MaskSpec, VariantSpec
 
     torch.set_num_threads(os.cpu_count() or 1)
     limit = 2 if quick else 8

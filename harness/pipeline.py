@@ -1,87 +1,227 @@
-"""DecAF end to end: benchmark -> jobs -> adapter maps (cached) -> fusion -> masks -> scores.
+"""DecAF end to end, the work side: a :class:`Worker` turns (video, expression) jobs into rows.
 
-Data flows one way. For each (video, expression) job the MLLM runs once (or not at all on a
-cache hit); every fusion variant and mask kind of the plan then reads those maps, and each
-(variant, mask kind) pair is its own run record, scored by the same code as ``decaf
-evaluate``. A failure is recorded on the expression's row and the run goes on; finished
-expressions are written atomically, so rerunning the same plan resumes.
+Data flows one way: benchmark -> jobs -> adapter maps (cached) -> fusion -> masks -> scores.
+A :class:`Worker` is built from a :class:`~decafbench.config.RunConfig` without effects,
+``load()`` loads the adapter, SAM2 and the attention cache once, and ``process(job)`` returns
+one row per pending run record of that expression (a failure is an error row, never an
+exception). For each job the MLLM runs once (or not at all on a cache hit); every fusion
+variant and mask kind then reads the same maps. Planning, resuming and writing records is
+the driver's part (:mod:`decafbench.driver`); an executor (local, or a Ray actor wrapping
+``Worker``) only moves jobs and rows between the two.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from .config import MASK_KINDS, MaskSpec, RunConfig, VariantSpec  # noqa: F401 - re-exported
 from .errors import InputError
-from .rollout import RolloutConfig
-
-MASK_KINDS = ("coarse", "sam2")
 
 
 @dataclass(frozen=True)
-class VariantSpec:
-    """A fusion variant with its parameter overrides."""
+class RecordSpec:
+    """One run record of a run: a (variant, mask kind) pair and its folder name."""
 
     name: str
-    params: tuple[tuple[str, Any], ...] = ()
+    variant: VariantSpec
+    mask: MaskSpec
+    params: dict
 
-    @property
-    def label(self) -> str:
-        if not self.params:
-            return self.name
-        return self.name + "[" + ",".join(f"{k}={v}" for k, v in self.params) + "]"
+
+def plan_records(config: RunConfig) -> list[RecordSpec]:
+    """The run's records in order (a pure function of the config, so every worker agrees)."""
+    from . import fusion
+
+    records = []
+    for v in config.variants:
+        params = fusion.validate(v.name, dict(v.params))
+        for m in config.masks:
+            records.append(RecordSpec(f"{v.label}__{m.label}", v, m, params))
+    return records
 
 
 @dataclass(frozen=True)
-class MaskSpec:
-    """How masks are made: ``coarse`` (Otsu on key frames) or ``sam2`` with its thresholds."""
+class Job:
+    """One (video, expression) to process for the named records (those not finished yet)."""
 
-    kind: str
-    point_threshold: float = 0.8
-    final_score_threshold: float = 0.8
+    expression: Any  # decafbench.benchmarks.base.Expression
+    records: tuple[str, ...]
 
     @property
-    def label(self) -> str:
-        if self.kind != "sam2" or (self.point_threshold, self.final_score_threshold) == (0.8, 0.8):
-            return self.kind
-        return f"sam2[pq={self.point_threshold},trk={self.final_score_threshold}]"
+    def key(self) -> tuple[str, str]:
+        return (self.expression.video, self.expression.exp_id)
 
 
-@dataclass
-class RunPlan:
-    """Everything a run needs; the CLI and sweep files build one of these."""
+def job_seed(seed: int, video: str, exp_id: str) -> int:
+    """A job's own seed: results never depend on which process ran it, or in which order."""
+    digest = hashlib.sha256(f"{seed}\0{video}\0{exp_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
-    benchmark: str = "embedded"
-    root: Path | None = None
-    split: str | None = None
-    model: str = "qwen2-vl:tiny"
-    dtype: str = "float32"
-    device: str = "cpu"
-    num_frames: int = 16
-    prompt_version: str = "v0"
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    variants: list[VariantSpec] = field(default_factory=lambda: [VariantSpec("decaf")])
-    masks: list[MaskSpec] = field(default_factory=lambda: [MaskSpec("coarse"), MaskSpec("sam2")])
-    sam2: str = "tiny"
-    out: Path = Path("results/embedded")
-    cache_dir: Path | None = Path("results/cache")
-    seed: int = 0
-    max_new_tokens: int = 8
-    limit: int | None = None
-    reuse: bool = True
-    prefix_reuse: bool = True
-    trust_pickle: bool = False
 
-    def describe(self) -> dict:
-        d = asdict(self)
-        d["variants"] = [v.label for v in self.variants]
-        d["masks"] = [m.label for m in self.masks]
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+class Worker:
+    """Owns the loaded models of a run. ``Worker(config)`` has no effects; ``load()`` loads
+    the benchmark reader, adapter, SAM2 and attention cache once; ``process(job)`` returns
+    ``[(record name, row), ...]``. Picklable before ``load()`` (a Ray actor builds one)."""
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self.records = {r.name: r for r in plan_records(config)}
+        self.adapter: Any = None
+        self.sam2: Any = None
+        self.cache: Any = None
+        self.benchmark: Any = None
+        self.prompts: Any = None
+        self._frames: tuple[str, list] | None = None  # the last video's frames (jobs come grouped)
+
+    def load(self) -> "Worker":
+        import torch
+
+        from decafbench.adapters.base import AdapterOptions
+        from decafbench.adapters.registry import create_adapter
+        from decafbench.benchmarks.registry import get_benchmark
+
+        from .cache import AttentionCache
+        from .prompts import get_prompts
+
+        c = self.config
+        self.benchmark = get_benchmark(c.benchmark, root=c.root, split=c.split)
+        self.prompts = get_prompts(c.prompt_version)
+        options = AdapterOptions(dtype=c.dtype, device=c.device, rollout=c.rollout, reuse=c.reuse,
+                                 prefix_reuse=c.prefix_reuse, model_args=dict(c.model_args))
+        with torch.random.fork_rng(devices=[]):  # random (tiny) weights from the run's seed, globals untouched
+            torch.manual_seed(c.seed)
+            self.adapter = create_adapter(c.model, options)
+            if any(m.kind == "sam2" for m in c.masks):
+                from .sam2_model import load_sam2
+
+                self.sam2 = load_sam2(c.sam2, device=c.device)
+        self.cache = AttentionCache(c.cache_dir)
+        return self
+
+    def spec(self):
+        """The loaded adapter's :class:`~decafbench.adapters.base.AdapterSpec` (for manifests)."""
+        return self.adapter.spec()
+
+    def process(self, job: Job) -> list[tuple[str, dict]]:
+        """Rows of one job for each of its records; a failure becomes an error row for each."""
+        import torch
+
+        if self.adapter is None:
+            raise RuntimeError("Worker.process() before load()")
+        e = job.expression
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(job_seed(self.config.seed, e.video, e.exp_id))
+                return self._process(job)
+        except Exception as exc:  # noqa: BLE001 - recorded per expression, the run goes on
+            message = " ".join(f"{type(exc).__name__}: {exc}".split())
+            row = {"video": e.video, "exp_id": e.exp_id, "split": e.split, "error": message}
+            return [(name, dict(row)) for name in job.records]
+
+    def process_group(self, jobs: Sequence[Job]) -> list[tuple[str, dict]]:
+        """Several jobs (typically one video's expressions: its frames load once)."""
+        return [item for job in jobs for item in self.process(job)]
+
+    # -- one expression -----------------------------------------------------------------------
+    def _maps(self, expression, video) -> tuple[Any, list[int], list]:
+        from .cache import cache_key, file_digest
+        from .prompts import normalize_expression, prompt_key
+
+        c = self.config
+        key_idx = key_frame_indices(len(video.frames), c.num_frames)
+        key_paths = [video.frame_path(video.frames[i]) for i in key_idx]
+        for p in key_paths:
+            if not p.is_file():
+                raise InputError("missing frame", p)
+        text = normalize_expression(expression.text)
+        spec = self.adapter.spec()
+        fields = {"adapter": spec.family, "checkpoint": spec.checkpoint, "adapter_config": spec.config,
+                  "prompts": self.prompts.to_dict(), "prompt_revision": prompt_key(c.prompt_version),
+                  "frames": file_digest(key_paths), "key_frames": key_idx, "expression": text,
+                  "max_new_tokens": c.max_new_tokens}
+        key = cache_key(fields)
+        maps = self.cache.get(key)
+        if maps is None:
+            maps = extract_maps(self.adapter, load_frames(key_paths), text, self.prompts, c.max_new_tokens)
+            self.cache.put(key, maps, fields)
+            maps.stats["cache_hit"] = 0
+        else:
+            maps.stats = {**maps.stats, "cache_hit": 1, "seconds": 0.0}
+        maps.stats["cache_key"] = key
+        return maps, key_idx, key_paths
+
+    def _all_frames(self, video) -> list:
+        if self._frames is None or self._frames[0] != video.name:
+            self._frames = (video.name, load_frames(video.frame_paths))
+        return self._frames[1]
+
+    def _process(self, job: Job) -> list[tuple[str, dict]]:
+        from . import fusion
+        from .coarse import coarse_masks
+        from .diagnostics import diagnose
+        from .evaluate import score_expression
+
+        expression = job.expression
+        video = self.benchmark.video(expression.video)
+        maps, key_idx, key_paths = self._maps(expression, video)
+        key_names = [video.frames[i] for i in key_idx]
+        gt = self.benchmark.ground_truth(expression) if self.benchmark.has_ground_truth else None
+        base = {"video": expression.video, "exp_id": expression.exp_id, "split": expression.split, "error": "",
+                "obj_name": maps.texts.get("obj_name", ""), "cache_key": maps.stats["cache_key"],
+                "key_frames": " ".join(key_names), "cache_hit": maps.stats.get("cache_hit", 0),
+                "time_mllm": maps.stats.get("seconds", 0.0), "vision_passes": maps.stats.get("vision_passes", 0),
+                "prefill_tokens": maps.stats.get("prefill_tokens", 0)}
+        stages_by_variant: dict[str, Any] = {}
+        diag_by_variant: dict[str, dict] = {}
+        rows = []
+        for rec in (self.records[name] for name in job.records):
+            t0 = time.perf_counter()
+            label = rec.variant.label
+            if label not in stages_by_variant:
+                stages_by_variant[label] = fusion.stages(
+                    rec.variant.name, maps.obj_video, maps.bg_video, maps.obj_frame, maps.bg_frame,
+                    temporal_stride=maps.temporal_stride, **rec.params)
+            stages = stages_by_variant[label]
+            t1 = time.perf_counter()
+            if rec.mask.kind == "coarse":
+                masks, frames = coarse_masks(stages["fused"], _frame_size(key_paths[0])), key_names
+                extra: dict[str, Any] = {}
+            else:
+                result = self._segment(self._all_frames(video), key_idx, stages["fused"], rec.mask)
+                masks, frames = result.masks, list(video.frames)
+                extra = {f"sam2_{k}": v for k, v in result.stats.items() if isinstance(v, (int, float))}
+            t2 = time.perf_counter()
+            folder = self.config.out / rec.name / "predictions" / expression.video / expression.exp_id
+            _write_predictions(folder, frames, masks)
+            row = {**base, **extra}
+            if gt is not None:
+                gt_key = subset_ground_truth(gt, key_names)
+                target = gt_key if rec.mask.kind == "coarse" else gt
+                row.update(score_expression(self.benchmark, expression, _align(masks, frames, target.frames), target))
+                if label not in diag_by_variant:  # diagnostics depend on the maps only
+                    diag_by_variant[label] = diagnose(stages, gt_key.masks) if gt_key.masks.shape[0] else {}
+                row.update(diag_by_variant[label])
+            row.update(time_fusion=t1 - t0, time_masks=t2 - t1, time_score=time.perf_counter() - t2)
+            rows.append((rec.name, row))
+        return rows
+
+    def _segment(self, frames, key_idx, fused, mask: MaskSpec):
+        from .sam2_prompting import Sam2Config, segment
+
+        arrays = [np.asarray(f) for f in frames]
+        cfg = Sam2Config(point_threshold=mask.point_threshold, final_score_threshold=mask.final_score_threshold)
+        with warnings.catch_warnings():
+            # sam2 built without its CUDA extension skips hole filling and warns on every call;
+            # the README says so once
+            warnings.filterwarnings("ignore", message="cannot import name '_C' from 'sam2'", category=UserWarning)
+            return segment(self.sam2, arrays, key_idx, fused, config=cfg)
 
 
 def key_frame_indices(num_video_frames: int, num_frames: int) -> list[int]:
@@ -148,214 +288,6 @@ def subset_ground_truth(gt, frames: Sequence[str]):
     keep = [index[f] for f in frames if f in index]
     fg = None if gt.foreground is None else gt.foreground[keep]
     return GroundTruth(tuple(gt.frames[i] for i in keep), gt.masks[keep], fg, gt.meta)
-
-
-@dataclass
-class _Output:
-    """One (variant, mask kind) run record being written."""
-
-    variant: VariantSpec
-    mask: MaskSpec
-    writer: Any  # RunWriter
-    params: dict
-
-
-class Runner:
-    """Runs a :class:`RunPlan`. Construct (validates everything, loads models), then ``run()``."""
-
-    def __init__(self, plan: RunPlan, command: Sequence[str] | None = None):
-        import torch
-
-        from decafbench.adapters.registry import create_adapter
-        from decafbench.benchmarks.registry import get_benchmark
-
-        from . import fusion
-        from .cache import AttentionCache
-        from .prompts import get_prompts
-        from .runstore import RunWriter, base_manifest
-
-        self.plan = plan
-        torch.manual_seed(plan.seed)
-        np.random.seed(plan.seed)
-        self.benchmark = get_benchmark(plan.benchmark, root=plan.root, split=plan.split, trust_pickle=plan.trust_pickle)
-        self.prompts = get_prompts(plan.prompt_version)
-        if not plan.variants:
-            raise InputError("no fusion variant given")
-        if not plan.masks:
-            raise InputError("no mask kind given")
-        outputs_params = [fusion.validate(v.name, dict(v.params)) for v in plan.variants]
-        for m in plan.masks:
-            if m.kind not in MASK_KINDS:
-                raise InputError(f"unknown mask kind {m.kind!r} (known: {', '.join(MASK_KINDS)})")
-        self.adapter = create_adapter(plan.model, dtype=plan.dtype, device=plan.device, rollout=plan.rollout,
-                                      reuse=plan.reuse, prefix_reuse=plan.prefix_reuse)
-        self.cache = AttentionCache(plan.cache_dir)
-        self.sam2 = None
-        if any(m.kind == "sam2" for m in plan.masks):
-            from .sam2_model import load_sam2
-
-            self.sam2 = load_sam2(plan.sam2, device=plan.device)
-        spec = self.adapter.spec()
-        self.outputs: list[_Output] = []
-        for v, params in zip(plan.variants, outputs_params):
-            for m in plan.masks:
-                name = f"{v.label}__{m.label}"
-                manifest = base_manifest(
-                    "run", command=list(command) if command is not None else None,
-                    name=f"{spec.family}:{spec.checkpoint} {v.label} {m.label}",
-                    **self.benchmark.describe(), adapter=spec.family, checkpoint=spec.checkpoint,
-                    adapter_config=spec.config, variant=v.name, variant_label=v.label, variant_params=params,
-                    mask_kind=m.kind, mask_params=asdict(m), prompt_version=plan.prompt_version,
-                    seed=plan.seed, metrics=list(self.benchmark.metrics), config=plan.describe(),
-                    scored_frames="key" if m.kind == "coarse" else "all")
-                writer = RunWriter(plan.out / name, manifest)
-                _check_identity(writer.dir, {**manifest["config"], "adapter_config": spec.config,
-                                             "variant_params": params, "mask": asdict(m)})
-                self.outputs.append(_Output(v, m, writer, params))
-
-    # -- one expression -----------------------------------------------------------------------
-    def _maps(self, expression, video) -> tuple[Any, list[int], list]:
-        from .cache import cache_key, file_digest
-        from .prompts import normalize_expression, prompt_key
-
-        key_idx = key_frame_indices(len(video.frames), self.plan.num_frames)
-        key_paths = [video.frame_path(video.frames[i]) for i in key_idx]
-        for p in key_paths:
-            if not p.is_file():
-                raise InputError("missing frame", p)
-        text = normalize_expression(expression.text)
-        spec = self.adapter.spec()
-        fields = {"adapter": spec.family, "checkpoint": spec.checkpoint, "adapter_config": spec.config,
-                  "prompts": self.prompts.to_dict(), "prompt_revision": prompt_key(self.plan.prompt_version), "frames": file_digest(key_paths),
-                  "key_frames": key_idx, "expression": text, "max_new_tokens": self.plan.max_new_tokens}
-        key = cache_key(fields)
-        maps = self.cache.get(key)
-        if maps is None:
-            key_frames = load_frames(key_paths)
-            maps = extract_maps(self.adapter, key_frames, text, self.prompts, self.plan.max_new_tokens)
-            self.cache.put(key, maps, fields)
-            maps.stats["cache_hit"] = 0
-        else:
-            maps.stats = {**maps.stats, "cache_hit": 1, "seconds": 0.0}
-        maps.stats["cache_key"] = key
-        return maps, key_idx, key_paths
-
-    def run_expression(self, expression, pending: list[_Output]) -> None:
-        from . import fusion
-        from .coarse import coarse_masks
-        from .diagnostics import diagnose
-        from .evaluate import score_expression
-
-        video = self.benchmark.video(expression.video)
-        maps, key_idx, key_paths = self._maps(expression, video)
-        key_names = [video.frames[i] for i in key_idx]
-        gt = self.benchmark.ground_truth(expression) if self.benchmark.has_ground_truth else None
-        all_frames = None
-        base = {"video": expression.video, "exp_id": expression.exp_id, "split": expression.split, "error": "",
-                "obj_name": maps.texts.get("obj_name", ""), "cache_key": maps.stats["cache_key"],
-                "key_frames": " ".join(key_names), "cache_hit": maps.stats.get("cache_hit", 0),
-                "time_mllm": maps.stats.get("seconds", 0.0), "vision_passes": maps.stats.get("vision_passes", 0),
-                "prefill_tokens": maps.stats.get("prefill_tokens", 0)}
-        fused_by_variant: dict[str, Any] = {}
-        diag_by_variant: dict[str, dict] = {}
-        for out in pending:
-            t0 = time.perf_counter()
-            if out.variant.label not in fused_by_variant:
-                stages = fusion.stages(out.variant.name, maps.obj_video, maps.bg_video, maps.obj_frame,
-                                       maps.bg_frame, temporal_stride=maps.temporal_stride, **out.params)
-                fused_by_variant[out.variant.label] = stages
-            stages = fused_by_variant[out.variant.label]
-            fused = stages["fused"]
-            t1 = time.perf_counter()
-            if out.mask.kind == "coarse":
-                masks, frames = coarse_masks(fused, _frame_size(key_paths[0])), key_names
-                extra: dict[str, Any] = {}
-            else:
-                if all_frames is None:
-                    all_frames = load_frames(video.frame_paths)
-                result = self._segment(all_frames, key_idx, fused, out.mask)
-                masks, frames = result.masks, list(video.frames)
-                extra = {f"sam2_{k}": v for k, v in result.stats.items() if isinstance(v, (int, float))}
-            t2 = time.perf_counter()
-            _write_predictions(out.writer.dir / "predictions" / expression.video / expression.exp_id, frames, masks)
-            row = {**base, **extra}
-            if gt is not None:
-                gt_key = subset_ground_truth(gt, key_names)
-                target = gt_key if out.mask.kind == "coarse" else gt
-                pred = _align(masks, frames, target.frames)
-                row.update(score_expression(self.benchmark, expression, pred, target))
-                if out.variant.label not in diag_by_variant:  # diagnostics depend on the maps only
-                    diag_by_variant[out.variant.label] = diagnose(stages, gt_key.masks) if gt_key.masks.shape[0] else {}
-                row.update(diag_by_variant[out.variant.label])
-            row.update(time_fusion=t1 - t0, time_masks=t2 - t1, time_score=time.perf_counter() - t2)
-            out.writer.add(row)
-
-    def _segment(self, frames, key_idx, fused, mask: MaskSpec):
-        from .sam2_prompting import Sam2Config, segment
-
-        arrays = [np.asarray(f) for f in frames]
-        cfg = Sam2Config(point_threshold=mask.point_threshold, final_score_threshold=mask.final_score_threshold)
-        with warnings.catch_warnings():
-            # sam2 built without its CUDA extension skips hole filling and warns on every call;
-            # the README says so once
-            warnings.filterwarnings("ignore", message="cannot import name '_C' from 'sam2'", category=UserWarning)
-            return segment(self.sam2, arrays, key_idx, fused, config=cfg)
-
-    # -- the whole plan ------------------------------------------------------------------------------
-    def run(self, on_progress: Callable[[int], None] | None = None, on_error: Callable[[str], None] | None = None) -> list[Path]:
-        from .evaluate import summarize
-
-        expressions = self.benchmark.expressions()
-        if self.plan.limit is not None:
-            expressions = expressions[: self.plan.limit]
-        done = [out.writer.done() for out in self.outputs]
-        for expression in expressions:
-            pending = [o for o, d in zip(self.outputs, done) if expression.key not in d]
-            if pending:
-                try:
-                    self.run_expression(expression, pending)
-                except Exception as exc:  # noqa: BLE001 - recorded per expression, the run goes on
-                    message = " ".join(f"{type(exc).__name__}: {exc}".split())
-                    for out in pending:
-                        out.writer.add({"video": expression.video, "exp_id": expression.exp_id,
-                                        "split": expression.split, "error": message})
-                    if on_error:
-                        on_error(f"{expression.video}/{expression.exp_id}: {message}")
-            if on_progress:
-                on_progress(1)
-        paths = []
-        for out in self.outputs:
-            rows = [r for r in out.writer.rows() if (r["video"], r["exp_id"]) in {e.key for e in expressions}]
-            out.writer.manifest["cache"] = {"hits": self.cache.hits, "misses": self.cache.misses}
-            out.writer.finalize(summary=summarize(rows, self.benchmark.metrics) if self.benchmark.has_ground_truth else None)
-            paths.append(out.writer.dir)
-        return paths
-
-
-#: plan fields that may change between a run and its resumption
-_RESUMABLE = ("limit", "out", "cache_dir")
-
-
-def _check_identity(run_dir: Path, identity: dict) -> None:
-    """Resume only the same run: a record folder remembers what produced its parts."""
-    import json
-
-    from .runstore import atomic_write_json
-
-    identity = {k: v for k, v in identity.items() if k not in _RESUMABLE}
-    identity = json.loads(json.dumps(identity, default=str))  # normalise tuples and paths
-    path = run_dir / "identity.json"
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            raise InputError("malformed JSON; delete the folder to start over", path) from None
-        changed = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
-        if changed:
-            raise InputError(f"holds a run with a different {changed[0]!r}; use another --out or delete it "
-                             "(a rerun of the same command resumes)", run_dir)
-    else:
-        atomic_write_json(path, identity)
 
 
 def _frame_size(path: Path) -> tuple[int, int]:

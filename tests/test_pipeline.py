@@ -27,11 +27,11 @@ def data(tmp_path_factory):
     return root
 
 
-def _run(data, out, cache, *extra):
+def _run(data, out, cache, *extra, code=0):
     args = ["run", "-b", "mevis", "--root", str(data), "--split", "valid_u", "--frames", "4",
             "--out", str(out), "--cache", str(cache), *extra]
     res = runner.invoke(build_app(), args)
-    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert res.exit_code == code, res.output + repr(res.exception)
     return res
 
 
@@ -80,6 +80,21 @@ def test_rerun_resumes_and_failures_are_recorded(data, tmp_path):
     assert len(again.table) == 2
     assert part.stat().st_mtime_ns == stamp  # the finished expression was not redone
     assert again.table["cache_hit"].tolist() == [0, 0]  # both computed once, in separate runs
+    # adding a variant to the same --out: only the new record has work, from the cached maps
+    _run(data, out, cache, "--masks", "coarse", "--variant", "decaf", "--variant", "object-only")
+    assert part.stat().st_mtime_ns == stamp
+    added = read_record(out / "object-only__coarse")
+    assert len(added.table) == 2 and added.table["cache_hit"].tolist() == [1, 1]
+
+
+def test_rollout_start_beyond_the_model_is_refused_before_any_work(data, tmp_path):
+    out = tmp_path / "out"
+    res = runner.invoke(build_app(), ["run", "-b", "mevis", "--root", str(data), "--frames", "4", "--masks", "coarse",
+                                      "--rollout-start", "7", "--out", str(out), "--cache", str(tmp_path / "c")])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "rollout_start" in lines[0] and "4-layer model" in lines[0]
+    assert not list(out.rglob("*.json"))  # no part, no identity, no manifest
 
 
 @pytest.mark.slow
@@ -91,12 +106,15 @@ def test_a_broken_video_fails_alone(data, tmp_path):
     frame = sorted((broken / "valid_u" / "JPEGImages" / "synth000").glob("*.jpg"))[0]
     frame.write_bytes(b"not a jpeg")
     out = tmp_path / "out"
-    res = _run(broken, out, tmp_path / "cache", "--masks", "coarse")
+    res = _run(broken, out, tmp_path / "cache", "--masks", "coarse", code=1)  # a failed expression: exit 1
     rec = read_record(out / "decaf__coarse")
     errors = dict(zip(rec.table["video"], rec.table["error"]))
     assert errors["synth001"] == "" and str(frame) in errors["synth000"]
     assert rec.manifest["n_failed"] == 1
-    assert "1 failed" in res.output
+    assert "1 failed" in res.output and "1 of 2 expressions failed" in res.output
+    # the records are complete either way; --allow-failures makes it exit 0 (and retries the failed one)
+    _run(broken, out, tmp_path / "cache", "--masks", "coarse", "--allow-failures")
+    assert read_record(out / "decaf__coarse").manifest["n_failed"] == 1
 
 
 @pytest.mark.slow

@@ -8,61 +8,49 @@ from typing import List, Optional
 import typer
 
 
-def _variant_specs(values: list[str]):
-    """``NAME`` or ``NAME:key=value,key=value`` -> VariantSpec (parameters checked by the registry)."""
-    from decafbench import fusion
-    from decafbench.pipeline import VariantSpec
+def execute(config, command: list[str]) -> None:
+    """Run a config with a progress bar, print the leaderboard of its records; exit 1 when
+    any expression failed (unless ``allow_failures``)."""
+    import contextlib
 
-    specs = []
-    for value in values:
-        name, _, rest = value.partition(":")
-        params = fusion.parse_params(name, [p for p in rest.split(",") if p]) if rest else {}
-        specs.append(VariantSpec(name, tuple(sorted(params.items()))))
-    return specs
-
-
-def _mask_specs(masks: str, point_threshold: float, final_threshold: float):
-    from decafbench.errors import InputError
-    from decafbench.pipeline import MaskSpec
-
-    kinds = {"coarse": ["coarse"], "sam2": ["sam2"], "both": ["coarse", "sam2"]}.get(masks)
-    if kinds is None:
-        raise InputError(f"--masks must be coarse, sam2 or both, not {masks!r}")
-    return [MaskSpec(k, point_threshold, final_threshold) for k in kinds]
-
-
-def execute(plan, command: list[str]) -> list[Path]:
-    """Run a plan with a rich progress bar, then print the leaderboard of its records."""
     from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
-    from decafbench.pipeline import Runner
+    from decafbench.driver import RunDriver, run_local
 
     console = Console(stderr=True)
-    with console.status("loading benchmark and models"):
-        runner = Runner(plan, command=command)
-    n = len(runner.benchmark.expressions()) if plan.limit is None else min(plan.limit, len(runner.benchmark.expressions()))
-    errors: list[str] = []
+    driver = RunDriver(config, command)
+    jobs = driver.prepare()  # every check that needs no model: bad settings exit 2 here
     columns = (TextColumn("[bold]decaf run"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-               TextColumn("{task.fields[rate]}"),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("run", total=n, rate="")
+        task = progress.add_task("run", total=len(jobs), rate="")
 
         def advance(k: int) -> None:
             progress.advance(task, k)
             speed = progress.tasks[0].speed
             progress.update(task, rate=f"{speed:.2f} expr/s" if speed else "")
 
-        paths = runner.run(on_progress=advance, on_error=errors.append)
-    for e in errors[:10]:
-        console.print(f"[red]failed[/red] {e}")
-    console.print(f"{n} expressions, {len(errors)} failed; attention cache: {runner.cache.hits} hits, "
-                  f"{runner.cache.misses} misses; records: {plan.out}")
-    if runner.benchmark.has_ground_truth:
-        write_leaderboard(paths, plan.out / "leaderboard.md", seed=plan.seed)
-    return paths
+        @contextlib.contextmanager
+        def loading():
+            progress.update(task, rate="loading models")
+            yield
+            progress.update(task, rate="")
+
+        result = run_local(driver, jobs, on_progress=advance, on_load=loading)
+    from rich.markup import escape
+
+    for e in result.errors[:10]:
+        console.print(f"[red]failed[/red] {escape(e)}", highlight=False)
+    console.print(f"{result.expressions} expressions, {result.failed} failed; attention cache: {result.cache_hits} hits, "
+                  f"{result.cache_misses} misses; records: {config.out}", markup=False)
+    if result.scored:
+        write_leaderboard(result.paths, config.out / "leaderboard.md", seed=config.seed)
+    if result.failed and not config.allow_failures:
+        console.print(f"error: {result.failed} of {result.expressions} expressions failed (their rows say why; "
+                      "a rerun retries them; --allow-failures exits 0)", markup=False)
+        raise typer.Exit(1)
 
 
 def write_leaderboard(paths: list[Path], out: Path, seed: int = 0) -> None:
@@ -94,23 +82,31 @@ def run_command(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the attention cache."),
     sam2: str = typer.Option("tiny", "--sam2", help="SAM2 as CONFIG:CHECKPOINT (local files) or 'tiny' (random weights)."),
     point_threshold: float = typer.Option(0.8, "--point-threshold", help="tau_pq: attention threshold of SAM2 point candidates."),
-    final_threshold: float = typer.Option(0.8, "--final-threshold", help="tau_trk: final tracklet score threshold."),
+    final_score_threshold: float = typer.Option(0.8, "--final-score-threshold", help="tau_trk: final tracklet score threshold."),
+    final_threshold: Optional[float] = typer.Option(None, "--final-threshold", hidden=True, help="Deprecated name of --final-score-threshold."),
     rollout_start: Optional[int] = typer.Option(None, "--rollout-start", help="First rolled-out layer (default N//2)."),
     rollout_end: Optional[int] = typer.Option(None, "--rollout-end", help="End layer, exclusive (default N)."),
     head_weighting: str = typer.Option("vmax", "--head-weighting", help="vmax, mean or max."),
-    residual: float = typer.Option(0.5, "--residual", help="Identity weight in R = (1-r) A + r I."),
+    residual: float = typer.Option(0.5, "--residual", help="Identity weight in R = (1-r) A + r I, in [0, 1]."),
     prompts: str = typer.Option("v0", "--prompts", help="Prompt wording version."),
+    max_new_tokens: int = typer.Option(8, "--max-new-tokens", help="Tokens generated per prompt."),
     dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32, bfloat16, float16."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N expressions."),
-    no_reuse: bool = typer.Option(False, "--no-reuse", help="Encode the visual input and prefill the whole prompt once per "
-                                  "prompt, as the reference implementation does (same outputs; for comparing vision "
-                                  "passes, prefilled tokens and time)."),
-    no_prefix_reuse: bool = typer.Option(False, "--no-prefix-reuse", help="Keep vision-encoder reuse but prefill "
-                                         "each prompt whole (saves the kept prefix cache and queries: GPU memory)."),
-    seed: int = typer.Option(0, "--seed"),
+    reuse: bool = typer.Option(True, "--reuse/--no-reuse", help="--no-reuse: encode the visual input and prefill the "
+                               "whole prompt once per prompt, as the reference implementation does (same outputs; for "
+                               "comparing vision passes, prefilled tokens and time)."),
+    prefix_reuse: bool = typer.Option(True, "--prefix-reuse/--no-prefix-reuse", help="--no-prefix-reuse: keep "
+                                      "vision-encoder reuse but prefill each prompt whole (saves the kept prefix cache "
+                                      "and queries: GPU memory)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (each expression derives its own from it)."),
+    allow_failures: bool = typer.Option(False, "--allow-failures", help="Exit 0 even when some expressions failed."),
 ) -> None:
     """Run DecAF end to end and score it. With no arguments: the embedded benchmark and tiny models.
+
+    Every option is a setting of the same name in a sweep file's [run] table
+    (--final-score-threshold is final_score_threshold). Exit codes: 0 done, 1 some
+    expressions failed (see --allow-failures), 2 bad settings or input (nothing loaded).
 
     Examples:
 
@@ -121,22 +117,18 @@ def run_command(
 
         decaf run --variant decaf --variant no-smoothing --variant decaf:sigma=2 --masks coarse
     """
+    settings = dict(locals())  # exactly the options above, by their setting names
     import sys
 
-    from decafbench.errors import InputError
-    from decafbench.pipeline import RunPlan
-    from decafbench.rollout import RolloutConfig
+    from decafbench.config import RunConfig
 
-    if head_weighting not in ("vmax", "mean", "max"):
-        raise InputError(f"--head-weighting must be vmax, mean or max, not {head_weighting!r}")
-    plan = RunPlan(benchmark=benchmark, root=root, split=split, model=model, dtype=dtype, device=device,
-                   num_frames=frames, prompt_version=prompts,
-                   rollout=RolloutConfig(rollout_start, rollout_end, head_weighting, residual),
-                   variants=_variant_specs(variant or ["decaf"]),
-                   masks=_mask_specs(masks, point_threshold, final_threshold), sam2=sam2, out=out,
-                   cache_dir=None if no_cache else cache, seed=seed, limit=limit, reuse=not no_reuse,
-                   prefix_reuse=not no_prefix_reuse)
-    execute(plan, ["decaf", *sys.argv[1:]])
+    if settings.pop("no_cache"):
+        settings["cache"] = None
+    old = settings.pop("final_threshold")
+    if old is not None:
+        settings["final_score_threshold"] = old
+    settings["variant"] = variant or ["decaf"]
+    execute(RunConfig.from_mapping(settings), ["decaf", *sys.argv[1:]])
 
 
 def sweep_command(config: Path = typer.Argument(..., help="Sweep file (TOML).")) -> None:
