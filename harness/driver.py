@@ -73,6 +73,8 @@ class RunDriver:
         for spec in plan_records(c):
             identity = _normalise({**base, "variant": spec.variant.label, "variant_params": spec.params,
                                    "mask": asdict(spec.mask)})
+            if spec.mask.kind != "sam2":
+                identity.pop("sam2")  # coarse masks do not depend on the SAM2 checkpoint
             writer = RunWriter(c.out / spec.name, {})
             self.records.append(_Record(spec, writer, identity, _check_identity(writer.dir, identity)))
         return self.pending()
@@ -140,16 +142,13 @@ class RunDriver:
             cache={"hits": self._hits, "misses": self._misses})
 
 
-def run_local(driver: RunDriver, jobs: Sequence[Job], *, on_progress: Callable[[int], None] | None = None,
-              on_load: Callable[[], Any] | None = None) -> RunResult:
+def run_local(driver: RunDriver, jobs: Sequence[Job], worker: Worker | None = None, *,
+              on_progress: Callable[[int], None] | None = None) -> RunResult:
     """The default executor: one :class:`Worker` in this process, jobs in benchmark order
-    (one video's expressions together). Models load only when there is work left;
-    ``on_load`` (a context manager factory, e.g. a status line) wraps the loading."""
-    import contextlib
-
+    (one video's expressions together). Models load only when there is work left (pass a
+    loaded ``worker`` to load them elsewhere, e.g. under a status line)."""
     if jobs:
-        with (on_load() if on_load else contextlib.nullcontext()):
-            worker = Worker(driver.config).load()
+        worker = worker or Worker(driver.config).load()
         driver.adapter_spec = worker.spec()
         for job in jobs:
             driver.collect(worker.process(job))

@@ -11,17 +11,20 @@ import typer
 def execute(config, command: list[str]) -> None:
     """Run a config with a progress bar, print the leaderboard of its records; exit 1 when
     any expression failed (unless ``allow_failures``)."""
-    import contextlib
-
     from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
     from decafbench.driver import RunDriver, run_local
+    from decafbench.pipeline import Worker
 
     console = Console(stderr=True)
     driver = RunDriver(config, command)
     jobs = driver.prepare()  # every check that needs no model: bad settings exit 2 here
+    worker = None
+    if jobs:
+        with console.status("loading models"):
+            worker = Worker(config).load()
     columns = (TextColumn("[bold]decaf run"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
@@ -32,13 +35,7 @@ def execute(config, command: list[str]) -> None:
             speed = progress.tasks[0].speed
             progress.update(task, rate=f"{speed:.2f} expr/s" if speed else "")
 
-        @contextlib.contextmanager
-        def loading():
-            progress.update(task, rate="loading models")
-            yield
-            progress.update(task, rate="")
-
-        result = run_local(driver, jobs, on_progress=advance, on_load=loading)
+        result = run_local(driver, jobs, worker, on_progress=advance)
     from rich.markup import escape
 
     for e in result.errors[:10]:
