@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -133,6 +133,10 @@ class RunConfig:
         reuse, the other records' variants and mask kinds) are left out.
         """
         return {k: v for k, v in self.to_manifest().items() if k not in _NOT_IDENTITY}
+
+    def with_changes(self, **changes: Any) -> "RunConfig":
+        """A copy with some fields replaced (e.g. paths made absolute for remote workers)."""
+        return replace(self, **changes)
 
 
 _NOT_IDENTITY = ("variants", "masks", "out", "cache_dir", "limit", "reuse", "prefix_reuse", "allow_failures")

@@ -75,7 +75,7 @@ class RunDriver:
                                    "mask": asdict(spec.mask)})
             if spec.mask.kind != "sam2":
                 identity.pop("sam2")  # coarse masks do not depend on the SAM2 checkpoint
-            writer = RunWriter(c.out / spec.name, {})
+            writer = RunWriter(c.out / spec.name, {"kind": "run"})  # locks the folder; refuses another kind
             self.records.append(_Record(spec, writer, identity, _check_identity(writer.dir, identity)))
         return self.pending()
 
@@ -114,12 +114,13 @@ class RunDriver:
         scope = {e.key for e in self.expressions}
         failed: set = set()
         paths = []
+        metrics = self.benchmark.metrics
+        score = (lambda rows: summarize(rows, metrics)) if self.benchmark.has_ground_truth else None
         for record in self.records:
-            rows = [r for r in record.writer.rows() if (r.get("video"), r.get("exp_id")) in scope]
+            rows = record.writer.rows(scope)
             failed |= {(r["video"], r["exp_id"]) for r in rows if r.get("error")}
             record.writer.manifest = self._manifest(record)
-            has_gt = self.benchmark.has_ground_truth
-            record.writer.finalize(summary=summarize(rows, self.benchmark.metrics) if has_gt else None)
+            record.writer.finalize(keys=scope, summarize=score)
             paths.append(record.writer.dir)
         return RunResult(paths, len(self.expressions), len(failed), self._hits, self._misses,
                          bool(self.benchmark.has_ground_truth), list(self.errors))

@@ -167,6 +167,7 @@ class Worker:
         from .coarse import coarse_masks
         from .diagnostics import diagnose
         from .evaluate import score_expression
+        from .safepath import safe_join
 
         expression = job.expression
         video = self.benchmark.video(expression.video)
@@ -198,7 +199,8 @@ class Worker:
                 masks, frames = result.masks, list(video.frames)
                 extra = {f"sam2_{k}": v for k, v in result.stats.items() if isinstance(v, (int, float))}
             t2 = time.perf_counter()
-            folder = self.config.out / rec.name / "predictions" / expression.video / expression.exp_id
+            folder = safe_join(self.config.out / rec.name, "predictions", expression.video, expression.exp_id,
+                               what="prediction folder")
             _write_predictions(folder, frames, masks)
             row = {**base, **extra}
             if gt is not None:
