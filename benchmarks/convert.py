@@ -44,7 +44,7 @@ def convert_mask_dict(root: str | Path, *, trust_pickle: bool = False, overwrite
     for key, track in data.items():
         if not isinstance(track, list) or not all(r is None or isinstance(r, dict) for r in track):
             raise InputError(f"field {key!r} should be a list of RLE dicts or None", pkl)
-    from decafbench.runstore import atomic_write_text
+    from decafbench.atomicio import atomic_write_text
 
     try:
         text = json.dumps(data, separators=(",", ":"))
@@ -124,7 +124,7 @@ def export_submission(bench: Benchmark, pred: str | Path, out: str | Path) -> in
                 if not data.startswith(PNG_SIGNATURE):  # changed since it was checked
                     raise InputError("not a PNG file", path)
                 zf.writestr(arcname, data)
-        from decafbench.runstore import apply_umask
+        from decafbench.atomicio import apply_umask
 
         apply_umask(tmp)
         os.replace(tmp, out)

@@ -218,7 +218,7 @@ def write_synth(cfg: SynthConfig, out: str | Path, *, overwrite: bool = False) -
     """Write the benchmark under ``out`` (``valid_u/`` in the MeViS layout + ``synth.json``)."""
     from PIL import Image
 
-    from decafbench.runstore import atomic_write_text
+    from decafbench.atomicio import atomic_write_text
 
     out = Path(out)
     if out.exists() and not out.is_dir():

@@ -143,7 +143,7 @@ class AttentionCache:
             return
         from safetensors.torch import save
 
-        from .runstore import apply_umask
+        from .atomicio import apply_umask
 
         for name, t in record.maps().items():
             if not bool(t.isfinite().all()):
@@ -167,7 +167,7 @@ class AttentionCache:
 
 
 def _dumps(info: Mapping[str, Any]) -> str:
-    from .runstore import json_safe
+    from .atomicio import json_safe
 
     return json.dumps(json_safe(info), allow_nan=False, default=str)
 

@@ -138,7 +138,7 @@ def write_mask_png(path: str | Path, mask: "np.ndarray", mode: Literal["L", "1"]
     import numpy as np
     from PIL import Image
 
-    from .runstore import atomic_write_bytes
+    from .atomicio import atomic_write_bytes
 
     m = np.asarray(mask)
     if m.ndim != 2:
