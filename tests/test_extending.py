@@ -221,7 +221,10 @@ def _rect(shape, rows, cols):
     return m
 
 
-def _write_folder_vos(root: Path, frames: int = 3, size=(12, 16)) -> None:
+SIZE = (48, 64)
+
+
+def _write_folder_vos(root: Path, frames: int = 3, size=SIZE) -> None:
     from PIL import Image
 
     from decafbench.maskio import write_mask_png
@@ -280,7 +283,7 @@ def test_evaluate_scores_a_new_reader_end_to_end(folder_vos, tmp_path):
 
     pred = tmp_path / "pred"
     for t in range(3):
-        write_mask_png(pred / "v1" / "0" / f"{t:05d}.png", _rect((12, 16), (2, 7), (5, 12)))
+        write_mask_png(pred / "v1" / "0" / f"{t:05d}.png", _rect(SIZE, (2, 7), (5, 12)))
     out = tmp_path / "run"
     res = runner.invoke(build_app(), ["evaluate", "-b", "folder-vos", "--root", str(folder_vos), "--pred", str(pred),
                                       "--out", str(out), "-j", "1"])
@@ -303,3 +306,30 @@ def test_reader_capabilities_are_checked_when_the_class_is_defined():
             @property
             def has_ground_truth(self) -> bool:
                 return True
+
+
+@pytest.mark.slow
+def test_decaf_run_on_a_split_without_ground_truth(folder_vos, tmp_path):
+    """The new reader's server-only split runs end to end: predictions for every frame, a record
+    with no metric columns and no summary, no leaderboard (nothing to rank), exit 0."""
+    from decafbench.cli import build_app
+    from decafbench.maskio import read_mask_png
+    from decafbench.runstore import read_record
+
+    out = tmp_path / "out"
+    res = runner.invoke(build_app(), ["run", "-b", "folder-vos", "--root", str(folder_vos), "--split", "test",
+                                      "--masks", "coarse", "--frames", "2", "--out", str(out),
+                                      "--cache", str(tmp_path / "cache")])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    folders = [p for p in out.iterdir() if p.is_dir()]
+    assert len(folders) == 1
+    rec = read_record(folders[0])
+    assert rec.manifest["benchmark"] == "folder-vos" and rec.manifest["split"] == "test"
+    assert list(rec.table["video"]) == ["v1"] and (rec.table["error"].fillna("") == "").all()
+    assert not rec.manifest.get("summary")
+    assert "J" not in rec.table or rec.table["J"].isna().all()
+    pngs = sorted((folders[0] / "predictions" / "v1" / "0").glob("*.png"))
+    assert [p.stem for p in pngs] == ["00000", "00002"]  # the two key frames of three
+    assert all(read_mask_png(p).shape == SIZE for p in pngs)
+    assert not (out / "leaderboard.md").exists()
+
