@@ -11,7 +11,7 @@ from decafbench.registry import Registry
 
 from .base import Benchmark
 
-BENCHMARKS: Registry = Registry("benchmark", base=Benchmark)
+BENCHMARKS: Registry[type[Benchmark]] = Registry("benchmark", base=Benchmark)
 BENCHMARKS.update([
     ("ref-davis17", "decafbench.benchmarks.davis:RefDavis17",
      "Ref-DAVIS17 valid: 30 DAVIS videos, referring expressions, palette PNG (or RLE) masks"),

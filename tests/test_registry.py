@@ -50,3 +50,26 @@ def test_bad_targets_are_one_line_errors(target):
     with pytest.raises(RegistryError) as info:
         load_target(target)
     assert "\n" not in str(info.value)
+
+
+def test_did_you_mean_is_one_helper_with_one_format():
+    from decafbench.registry import did_you_mean
+
+    assert did_you_mean("sigm", ["sigma", "clamp"]) == "; did you mean 'sigma'?"
+    assert did_you_mean("zzz", ["sigma", "clamp"]) == ""
+    assert did_you_mean("decaff", ["decaf", "decaf-x", "object-only"], n=1) == "; did you mean 'decaf'?"
+
+
+def test_object_targets_are_checked_when_registered_and_can_be_removed():
+    reg: Registry[type[Base]] = Registry("thing", base=Base)
+    reg.add("child", Child)
+    assert reg.get("child") is Child
+    with pytest.raises(RegistryError, match="not a subclass of Base"):
+        reg.add("wrong", InputError)  # an object target fails where it is registered
+    assert "wrong" not in reg
+    with pytest.raises(RegistryError, match="name must be a non-empty string"):
+        reg.add(" ", Child)
+    reg.remove("child")
+    assert "child" not in reg and reg.names() == []
+    with pytest.raises(RegistryError, match="unknown thing 'child'"):
+        reg.remove("child")
