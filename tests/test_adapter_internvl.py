@@ -187,23 +187,38 @@ def test_reuse_counts_and_identical_maps(adapter, frames):
 
 def test_answer_text_only(adapter):
     """answer() is the greedy decode of the chat-formatted text prompt, with no image tokens:
-    checked against a plain argmax loop over the model's own forward (no generate())."""
+    checked against a plain argmax loop over the model's own forward (no generate()). The
+    random tiny model only ever emits newlines (an empty answer), so the output row of a word
+    is planted to outscore them first: the answer must then be that word, repeated."""
     prompt = "Expression: the dog. Candidate objects: dog, cat. Answer in one word."
-    out = adapter.answer(prompt, max_new_tokens=3)
     tok = adapter.processor.tokenizer
+    head = adapter.model.get_output_embeddings().weight
+    word = tok.convert_tokens_to_ids(tok.tokenize("dog"))[0]
     ids = tok([adapter.chat_text(prompt, None)], return_tensors="pt")["input_ids"]
     assert not (ids == adapter.placeholder("frame")[2]).any()  # text only: no visual placeholder
-    eos = adapter.model.generation_config.eos_token_id
-    eos = set(eos if isinstance(eos, (list, tuple)) else [eos])
-    new = []
     with torch.no_grad():
-        for _ in range(3):
-            nxt = int(adapter.model(input_ids=ids).logits[0, -1].argmax())
-            if nxt in eos:
-                break
-            new.append(nxt)
-            ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
+        usual = int(adapter.model(input_ids=ids).logits[0, -1].argmax())
+    saved = head[word].detach().clone()
+    try:
+        with torch.no_grad():
+            head[word] = 3.0 * head[usual]  # its logit: 3x the usual winner's (positive) logit
+        out = adapter.answer(prompt, max_new_tokens=3)
+        eos = adapter.model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, (list, tuple)) else [eos])
+        new = []
+        with torch.no_grad():
+            for _ in range(3):
+                nxt = int(adapter.model(input_ids=ids).logits[0, -1].argmax())
+                if nxt in eos:
+                    break
+                new.append(nxt)
+                ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
+    finally:
+        with torch.no_grad():
+            head[word] = saved
+    assert new and new[0] == word
     assert out == tok.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip()
+    assert out.startswith("dog")
 
 
 def test_empty_visual_span_and_bad_inputs(adapter, frames):
