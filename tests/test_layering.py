@@ -28,11 +28,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                  "decafbench.adapters.base", "decafbench.adapters.attention")),
     ("readers and models", ("decafbench.benchmarks.*", "decafbench.adapters.*", "decafbench.diagnostics",
                             "decafbench.evaluate")),
-    ("run inputs and records", ("decafbench.prompts", "decafbench.config", "decafbench.runstore",
-                                "decafbench.cache")),
+    ("run inputs and records", ("decafbench.prompts", "decafbench.config", "decafbench.settings",
+                                "decafbench.runstore", "decafbench.cache")),
     ("record readers", ("decafbench.runstats", "decafbench.tables", "decafbench.show", "decafbench.show_record",
                         "decafbench.report")),
-    ("runs", ("decafbench.pipeline", "decafbench.sweep", "decafbench.executors", "decafbench.executor*")),
+    ("runs", ("decafbench.pipeline", "decafbench.driver", "decafbench.sweep", "decafbench.executors",
+              "decafbench.executor*")),
     ("command line", ("decafbench.commands.*", "decafbench.cli")),
 ]
 
