@@ -89,6 +89,7 @@ class Worker:
 
         from .cache import AttentionCache
         from .prompts import get_prompts
+        from .rollout import RolloutRangeError
 
         c = self.config
         self.benchmark = get_benchmark(c.benchmark, root=c.root, split=c.split)
@@ -97,7 +98,10 @@ class Worker:
                                  prefix_reuse=c.prefix_reuse, model_args=dict(c.model_args))
         with torch.random.fork_rng(devices=[]):  # random (tiny) weights from the run's seed, globals untouched
             torch.manual_seed(c.seed)
-            self.adapter = create_adapter(c.model, options)
+            try:
+                self.adapter = create_adapter(c.model, options)
+            except RolloutRangeError as exc:
+                raise c.fail("rollout_start", str(exc)) from None
             if any(m.kind == "sam2" for m in c.masks):
                 from .sam2_model import load_sam2
 

@@ -19,7 +19,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Sequence
 
+from .errors import InputError
+
 HeadWeighting = Literal["vmax", "mean", "max"]
+
+
+class RolloutRangeError(InputError):
+    """The rolled-out layers are not a range of the model's layers (known once its config is read)."""
 
 
 @dataclass(frozen=True)
@@ -43,9 +49,7 @@ class RolloutConfig:
         start = start + num_layers if start < 0 else start
         end = end + num_layers if end < 0 else end
         if not 0 <= start < end <= num_layers:
-            from .errors import InputError
-
-            raise InputError(f"rollout layers [{self.start}, {self.end}) (rollout_start, rollout_end) are not a "
+            raise RolloutRangeError(f"rollout layers [{self.start}, {self.end}) (rollout_start, rollout_end) are not a "
                              f"non-empty range of a {num_layers}-layer model")
         return range(start, end)
 

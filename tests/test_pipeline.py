@@ -93,7 +93,8 @@ def test_rollout_start_beyond_the_model_is_refused_before_any_work(data, tmp_pat
                                       "--rollout-start", "7", "--out", str(out), "--cache", str(tmp_path / "c")])
     assert res.exit_code == 2, res.output
     lines = res.output.strip().splitlines()
-    assert len(lines) == 1 and "rollout_start" in lines[0] and "4-layer model" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error: --rollout-start: rollout layers [7, None)")
+    assert "4-layer model" in lines[0]
     assert not list(out.rglob("*.json"))  # no part, no identity, no manifest
 
 
