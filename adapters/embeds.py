@@ -48,6 +48,7 @@ class EmbedsAdapter(Adapter):
     def __init__(
         self, model: Any, processor: Any, *, checkpoint: str, dtype: str, device: str, rollout: "RolloutConfig | None",
         frame_batch_size: int, system_prompt: str | None, reuse: bool, prefix_reuse: bool = True,
+        head_columns: str = "tokens",
     ) -> None:
         from decafbench.rollout import RolloutConfig
 
@@ -62,6 +63,11 @@ class EmbedsAdapter(Adapter):
         self.system_prompt = system_prompt
         self.reuse = bool(reuse)
         self.prefix_reuse = bool(prefix_reuse)  # work done, not outputs: not in spec()
+        if head_columns not in ("span", "tokens"):
+            raise InputError(f"head_columns must be 'tokens' (official) or 'span', got {head_columns!r}")
+        # "tokens": vmax head weights over exactly the visual placeholder columns, as the
+        # official code gathers them; "span": first..last visual token (separators included)
+        self.head_columns = head_columns
         self.num_layers = language_layers(model)
         self.layers = self.rollout.layers(self.num_layers)
 
@@ -101,7 +107,7 @@ class EmbedsAdapter(Adapter):
     # -- protocol ---------------------------------------------------------------------------
     def spec(self) -> AdapterSpec:
         config = {"model_type": self.model.config.model_type, "dtype": self.dtype, "rollout": self.rollout.to_dict(),
-                  "layers": [self.layers.start, self.layers.stop], "system_prompt": self.system_prompt, **self.settings()}
+                  "layers": [self.layers.start, self.layers.stop], "system_prompt": self.system_prompt, "head_columns": self.head_columns, **self.settings()}
         return AdapterSpec(family=self.family, checkpoint=self.checkpoint, config=config)
 
     def open(self, frames: Sequence[Any], view: View) -> Session:
@@ -187,7 +193,8 @@ class EmbedsAdapter(Adapter):
         vmask = inputs.pop("visual_mask")
         length = int(inputs["input_ids"].shape[1])
         streaming = StreamingRollout(vmask, self.layers, head_weighting=self.rollout.head_weighting,
-                                     residual=self.rollout.residual, store_dtype=torch.float32)
+                                     residual=self.rollout.residual, store_dtype=torch.float32,
+                                     head_columns=self.head_columns)
         if not (self.reuse and self.prefix_reuse and bool(inputs["attention_mask"].all())):  # rebuilt rows assume no padding
             with capture_attention(self.model, self.layers, streaming.observe), no_grad():
                 out = self.model.generate(**inputs, **self._greedy(max_new_tokens))

@@ -40,6 +40,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from decafbench.rollout import RolloutConfig
 
 DEFAULT_CHECKPOINT = "OpenGVLab/InternVL3-8B-hf"
+#: InternVL's own system prompt, given as the system message of all four prompts by the
+#: official pipeline (``SYS_INTERNVL`` in ``evaluation/inf_utils.py``); checked against the
+#: golden fixture ``tests/fixtures/golden/internvl.json``
+DEFAULT_SYSTEM = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
 
 #: chat template of the InternVL3 ``-hf`` checkpoints, simplified (visual placeholders first)
 CHAT_TEMPLATE = (
@@ -77,7 +81,7 @@ def build_tiny(seed: int = 0, attn_implementation: str = "sdpa") -> tuple[Any, A
     from .tiny import build_tokenizer, seeded
 
     tile, patch = 32, 4
-    base = build_tokenizer(SPECIAL_TOKENS, chat_template=CHAT_TEMPLATE, extra_words=prompt_words())
+    base = build_tokenizer(SPECIAL_TOKENS, chat_template=CHAT_TEMPLATE, extra_words=[*prompt_words(), DEFAULT_SYSTEM])
     # re-wrap to declare the named image tokens InternVLProcessor reads (tokenizer.start_image_token, ...)
     tok = PreTrainedTokenizerFast(
         tokenizer_object=base.backend_tokenizer, pad_token=base.pad_token, eos_token=base.eos_token,
@@ -153,13 +157,15 @@ class InternVLAdapter(EmbedsAdapter):
         frame_max_tiles: int = 12,
         frame_thumbnail: bool = False,
         frame_batch_size: int = 4,
-        system_prompt: str | None = None,
+        system_prompt: str | None = DEFAULT_SYSTEM,
         reuse: bool = True,
         prefix_reuse: bool = True,
+        head_columns: str = "tokens",
     ) -> None:
         super().__init__(
             model, processor, checkpoint=checkpoint, dtype=dtype, device=device, rollout=rollout,
             frame_batch_size=frame_batch_size, system_prompt=system_prompt, reuse=reuse, prefix_reuse=prefix_reuse,
+            head_columns=head_columns,
         )
         if not 1 <= int(frame_min_tiles) <= int(frame_max_tiles):
             raise InputError(f"need 1 <= frame_min_tiles <= frame_max_tiles, got {frame_min_tiles}, {frame_max_tiles}")
@@ -189,16 +195,20 @@ class InternVLAdapter(EmbedsAdapter):
         frame_max_tiles: int = 12,
         frame_thumbnail: bool = False,
         frame_batch_size: int = 4,
-        system_prompt: str | None = None,
+        system_prompt: str | None = DEFAULT_SYSTEM,
         reuse: bool = True,
         prefix_reuse: bool = True,
+        head_columns: str = "tokens",
         attn_implementation: str = "sdpa",
         seed: int = 0,
     ) -> "InternVLAdapter":
         """``tiny``: random tiny model built offline; else a local folder or hub id (``*-hf``).
 
         The frame view tiles each key frame into ``frame_min_tiles..frame_max_tiles`` tiles
-        (published: 1..12); the video view always uses one tile per frame.
+        (published: 1..12); the video view always uses one tile per frame. ``system_prompt``:
+        InternVL's own (official); ``None`` leaves it to the chat template. ``head_columns``:
+        ``tokens`` (official: vmax head weights over exactly the ``<IMG_CONTEXT>`` positions)
+        or ``span`` (first to last, the ``FrameN: <img>`` separators included).
         """
         dt = torch_dtype(dtype)
         if checkpoint == "tiny":
@@ -213,6 +223,7 @@ class InternVLAdapter(EmbedsAdapter):
             model.to(device=device, dtype=dt), processor, checkpoint=checkpoint, dtype=dtype, device=device, rollout=rollout,
             frame_min_tiles=frame_min_tiles, frame_max_tiles=frame_max_tiles, frame_thumbnail=frame_thumbnail,
             frame_batch_size=frame_batch_size, system_prompt=system_prompt, reuse=reuse, prefix_reuse=prefix_reuse,
+            head_columns=head_columns,
         )
 
     def settings(self) -> dict:

@@ -186,10 +186,12 @@ class LlavaOneVisionAdapter(EmbedsAdapter):
         system_prompt: str | None = DEFAULT_SYSTEM,
         reuse: bool = True,
         prefix_reuse: bool = True,
+        head_columns: str = "tokens",
     ) -> None:
         super().__init__(
             model, processor, checkpoint=checkpoint, dtype=dtype, device=device, rollout=rollout,
             frame_batch_size=frame_batch_size, system_prompt=system_prompt, reuse=reuse, prefix_reuse=prefix_reuse,
+            head_columns=head_columns,
         )
         ratio = frame_aspect_ratio or getattr(model.config, "vision_aspect_ratio", None) or "anyres_max_9"
         if not (isinstance(ratio, str) and ratio.startswith("anyres_max_") and ratio[len("anyres_max_"):].isdigit()):
@@ -218,6 +220,7 @@ class LlavaOneVisionAdapter(EmbedsAdapter):
         system_prompt: str | None = DEFAULT_SYSTEM,
         reuse: bool = True,
         prefix_reuse: bool = True,
+        head_columns: str = "tokens",
         attn_implementation: str = "sdpa",
         seed: int = 0,
     ) -> "LlavaOneVisionAdapter":
@@ -238,7 +241,7 @@ class LlavaOneVisionAdapter(EmbedsAdapter):
         return cls(
             model.to(device=device, dtype=dt), processor, checkpoint=checkpoint, dtype=dtype, device=device, rollout=rollout,
             frame_aspect_ratio=frame_aspect_ratio, video_newline=video_newline, frame_batch_size=frame_batch_size,
-            system_prompt=system_prompt, reuse=reuse, prefix_reuse=prefix_reuse,
+            system_prompt=system_prompt, reuse=reuse, prefix_reuse=prefix_reuse, head_columns=head_columns,
         )
 
     def settings(self) -> dict:

@@ -22,6 +22,12 @@ from typing import Any, Literal, Sequence
 from .errors import InputError
 
 HeadWeighting = Literal["vmax", "mean", "max"]
+#: Which key columns set the vmax head weights: ``span`` = every token from the first to the
+#: last visual token (the method page), ``tokens`` = exactly the visual tokens (the official
+#: code gathers the visual-token positions; differs only when separators sit between visual
+#: runs, e.g. InternVL's ``FrameN: <img>`` lines).
+HeadColumns = Literal["span", "tokens"]
+HEAD_COLUMNS: tuple[str, ...] = ("span", "tokens")
 
 
 class RolloutRangeError(InputError):
@@ -108,6 +114,30 @@ def visual_spans(visual_mask: Any) -> list[tuple[int, int]]:
     return spans
 
 
+def visual_runs(visual_mask: Any, head_columns: str = "span") -> list[list[tuple[int, int]]]:
+    """Per batch element, the inclusive ``(first, last)`` column runs that set the vmax weights.
+
+    ``span``: one run from the first to the last visual token; ``tokens``: each maximal run
+    of consecutive visual tokens (their union is exactly the visual mask).
+    """
+    from .errors import InputError
+
+    if head_columns not in HEAD_COLUMNS:
+        raise InputError(f"head_columns {head_columns!r} is not one of {', '.join(HEAD_COLUMNS)}")
+    spans = visual_spans(visual_mask)
+    if head_columns == "span":
+        return [[span] for span in spans]
+    torch = _torch()
+    mask = torch.as_tensor(visual_mask) != 0
+    runs = []
+    for b in range(mask.shape[0]):
+        idx = torch.nonzero(mask[b]).flatten()
+        breaks = (torch.nonzero(idx[1:] - idx[:-1] > 1).flatten() + 1).tolist()
+        starts, ends = [0, *breaks], [*breaks, int(idx.numel())]
+        runs.append([(int(idx[s]), int(idx[e - 1])) for s, e in zip(starts, ends)])
+    return runs
+
+
 def _check_layer(attn: Any, layer: int, batch: int, length: int) -> None:
     from .errors import InputError
 
@@ -136,12 +166,16 @@ def _require_finite(attn: Any, layer: int) -> None:
         raise InputError(f"attention of layer {layer} contains NaN or inf")
 
 
-def _vmax_weights(attn: Any, spans: list[tuple[int, int]]) -> Any:
+def _vmax_weights(attn: Any, runs: list[list[tuple[int, int]]]) -> Any:
     torch = _torch()
     rows = []
-    for b, (first, last) in enumerate(spans):
-        # max is exact in any dtype, so take it before the float32 cast (no full copy)
-        peak = attn[b, :, :, first : last + 1].amax(dim=-1)  # (H, L)
+    for b, element_runs in enumerate(runs):
+        # max is exact in any dtype, so take it before the float32 cast (no full copy);
+        # one view per run, never a gathered copy of the visual columns
+        peak = None
+        for first, last in element_runs:
+            run_peak = attn[b, :, :, first : last + 1].amax(dim=-1)  # (H, L)
+            peak = run_peak if peak is None else torch.maximum(peak, run_peak)
         rows.append(peak.to(torch.float32).mean(dim=-1))
     w = torch.stack(rows)  # (B, H)
     top = w.amax(dim=1, keepdim=True)
@@ -149,20 +183,20 @@ def _vmax_weights(attn: Any, spans: list[tuple[int, int]]) -> Any:
     return torch.where(top > 0, w / torch.where(top > 0, top, torch.ones_like(top)), torch.zeros_like(w))
 
 
-def head_weights(attn: Any, visual_mask: Any, layer: int = 0) -> Any:
+def head_weights(attn: Any, visual_mask: Any, layer: int = 0, head_columns: HeadColumns = "span") -> Any:
     """vmax head weights ``(B, H)`` float32 of one layer's attention ``(B, H, L, L)``.
 
     Per head: for each query row the max attention over the visual span columns, averaged
     over all query rows; then divided by the largest head's value so the strongest head
     weighs 1. Exposed for diagnostics (which heads look at the video); ``layer`` only
-    names the layer in error messages.
+    names the layer in error messages; ``head_columns`` picks the columns (:data:`HeadColumns`).
     """
-    spans = visual_spans(visual_mask)
-    _check_layer(attn, layer, len(spans), int(_torch().as_tensor(visual_mask).shape[1]))
-    return _vmax_weights(attn, spans)
+    runs = visual_runs(visual_mask, head_columns)
+    _check_layer(attn, layer, len(runs), int(_torch().as_tensor(visual_mask).shape[1]))
+    return _vmax_weights(attn, runs)
 
 
-def _layer_weights(attn: Any, spans: list[tuple[int, int]], head_weighting: str) -> Any:
+def _layer_weights(attn: Any, spans: list[list[tuple[int, int]]], head_weighting: str) -> Any:
     """``(B, H)`` float32 factors w_h / H such that Abar = sum_h factor_h * A_h (not for max)."""
     torch = _torch()
     heads = attn.shape[1]
@@ -233,7 +267,7 @@ def _vec_abar(v: Any, attn: Any, factors: Any, head_weighting: str, layer: int) 
     return out
 
 
-def _top_row(attn: Any, spans: list[tuple[int, int]], head_weighting: str, layer: int) -> Any:
+def _top_row(attn: Any, spans: list[list[tuple[int, int]]], head_weighting: str, layer: int) -> Any:
     """Last row of Abar ``(B, L)`` float32: all the first chain step (``e_last^T R``) reads.
 
     Only H rows of the attention enter the product, so NaN/inf elsewhere would go unseen:
@@ -262,6 +296,7 @@ def rollout(
     end: int | None,
     residual: float = 0.5,
     head_weighting: HeadWeighting = "vmax",
+    head_columns: HeadColumns = "span",
 ) -> Any:
     """Last-token row ``P[-1, :]`` of the head-weighted residual rollout, ``(B, L)`` float32.
 
@@ -270,10 +305,11 @@ def rollout(
     boolean ``(B, L)``. ``start``/``end`` follow :class:`RolloutConfig` (None = defaults,
     negative = from the end). ``R_l = (1 - residual) Abar_l + residual I`` and
     ``P = R_{end-1} @ ... @ R_start``, evaluated right to left as vector-matrix products.
+    ``head_columns`` picks the key columns of the vmax head weights (:data:`HeadColumns`).
     """
     torch = _torch()
     _check_options(head_weighting, residual)
-    spans = visual_spans(visual_mask)
+    spans = visual_runs(visual_mask, head_columns)
     batch, length = len(spans), int(torch.as_tensor(visual_mask).shape[1])
     layers = RolloutConfig(start=start, end=end).layers(len(attentions))
     top = attentions[layers[-1]]
@@ -311,6 +347,7 @@ class StreamingRollout:
         head_weighting: HeadWeighting = "vmax",
         residual: float = 0.5,
         store_dtype: Any = None,
+        head_columns: HeadColumns = "span",
     ) -> None:
         from .errors import InputError
 
@@ -318,7 +355,7 @@ class StreamingRollout:
         _check_options(head_weighting, residual)
         if not isinstance(layers, range) or len(layers) == 0 or layers.step != 1 or layers.start < 0:
             raise InputError(f"layers must be a non-empty range of layer indices with step 1, got {layers!r}")
-        self.spans = visual_spans(visual_mask)
+        self.spans = visual_runs(visual_mask, head_columns)
         self.batch = len(self.spans)
         self.length = int(torch.as_tensor(visual_mask).shape[1])
         self.layers = layers

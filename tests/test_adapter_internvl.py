@@ -153,7 +153,8 @@ def test_streaming_rollout_equals_batch_rollout(adapter, frames, view, opts):
             out = a.model(inputs_embeds=inputs["inputs_embeds"], attention_mask=inputs["attention_mask"], output_attentions=True)
     finally:
         a.model.set_attn_implementation("sdpa")
-    vec = rollout(out.attentions, vmask, a.layers.start, a.layers.stop)
+    # official: vmax head weights over exactly the <IMG_CONTEXT> columns (not the span)
+    vec = rollout(out.attentions, vmask, a.layers.start, a.layers.stop, head_columns="tokens")
     rows = vmask.shape[0]
     per = t // rows
     if view == "video":
@@ -162,6 +163,11 @@ def test_streaming_rollout_equals_batch_rollout(adapter, frames, view, opts):
         expected = torch.stack([stitch_tiles(vec[b][vmask[b]], h // SIDE, w // SIDE, SIDE) for b in range(rows)])
     got = a.attend(session, PROMPT, max_new_tokens=2).attention
     assert torch.allclose(got, expected, atol=1e-6)
+    if view == "video":  # FrameN: separators sit between the frames' runs: span != tokens
+        span = rollout(out.attentions, vmask, a.layers.start, a.layers.stop, head_columns="span")[0][vmask[0]].reshape(t, h, w)
+        assert not torch.allclose(span, expected, atol=1e-6)
+        spanned = _sibling(a, head_columns="span").attend(a.open(frames[:2], view), PROMPT, max_new_tokens=2).attention
+        assert torch.allclose(spanned, span, atol=1e-6)
     # planted index check: in the frame view, cell (r*side + i, c*side + j) is token (r*cols + c)*S + i*side + j
     if view == "frame":
         plant = torch.arange(vmask.shape[1], dtype=torch.float32)

@@ -235,3 +235,35 @@ def test_non_contiguous_attention():
     strided = [a.transpose(-1, -2).contiguous().transpose(-1, -2) for a in atts]
     assert not strided[0].is_contiguous()
     torch.testing.assert_close(rollout(strided, mask, 0, 3), rollout(atts, mask, 0, 3))
+
+
+@pytest.mark.parametrize("head_weighting", ["vmax", "mean", "max"])
+def test_token_columns_match_gathered_reference(head_weighting):
+    """``head_columns="tokens"``: vmax weights over exactly the visual columns (the official
+    gather), against the float64 reference that indexes those columns one by one."""
+    atts = causal_attention(4, 3, 4, 40, seed=11)
+    mask = span_mask(3, 40, seed=7)  # holes inside each span: tokens != span
+    ref = reference_rollout(atts, mask, 1, 4, head_weighting=head_weighting, head_columns="tokens")
+    assert_rel_close(rollout(atts, mask, 1, 4, head_weighting=head_weighting, head_columns="tokens"), ref)
+    stream = StreamingRollout(mask, range(1, 4), head_weighting=head_weighting, head_columns="tokens")
+    for layer, att in enumerate(atts):
+        stream.observe(layer, att)
+    assert_rel_close(stream.result(), ref)
+    if head_weighting == "vmax":  # the choice matters when separators sit between visual runs
+        span_ref = reference_rollout(atts, mask, 1, 4, head_columns="span")
+        assert not torch.allclose(ref, span_ref)
+    for b in range(3):
+        cols = torch.nonzero(mask[b]).flatten()
+        expect = reference_head_weights(atts[2][b], int(cols[0]), int(cols[-1]), cols)
+        got = head_weights(atts[2], mask, head_columns="tokens")[b]
+        torch.testing.assert_close(got.double(), expect, rtol=1e-6, atol=1e-9)
+
+
+def test_visual_runs():
+    from decafbench.rollout import visual_runs
+
+    mask = torch.tensor([[0, 1, 1, 0, 0, 1, 0, 1, 1, 1], [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]], dtype=torch.bool)
+    assert visual_runs(mask, "tokens") == [[(1, 2), (5, 5), (7, 9)], [(0, 0), (9, 9)]]
+    assert visual_runs(mask, "span") == [[(1, 9)], [(0, 9)]]
+    with pytest.raises(InputError, match="head_columns"):
+        visual_runs(mask, "gather")
