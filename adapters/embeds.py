@@ -104,6 +104,22 @@ class EmbedsAdapter(Adapter):
     def settings(self) -> dict:
         return {}
 
+    def geometry(self, session: Session) -> dict:
+        """``frame_size`` (H, W), ``grid`` (t, h, w), ``visual_tokens`` (per sequence) and
+        ``extra`` of an opened view, from its preprocessed pixels (no forward pass)."""
+        raise NotImplementedError
+
+    def layout(self, session: Session, prompt: str) -> Any:
+        """What the model is given for ``prompt`` on ``session`` (``decaf inspect``): frame
+        size, map grid, visual tokens per sequence, no temporal rotary index (these families
+        use 1-D positions), and the system message sent."""
+        from .base import ViewLayout
+
+        geo = self.geometry(session)
+        return ViewLayout(view=session.view, frame_size=tuple(geo["frame_size"]), grid=tuple(geo["grid"]),
+                          visual_tokens=int(geo["visual_tokens"]), temporal_positions=None,
+                          system_prompt=self.system_prompt, extra=dict(geo.get("extra", {})))
+
     # -- protocol ---------------------------------------------------------------------------
     def spec(self) -> AdapterSpec:
         config = {"model_type": self.model.config.model_type, "dtype": self.dtype, "rollout": self.rollout.to_dict(),

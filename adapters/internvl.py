@@ -45,27 +45,35 @@ DEFAULT_CHECKPOINT = "OpenGVLab/InternVL3-8B-hf"
 #: golden fixture ``tests/fixtures/golden/internvl.json``
 DEFAULT_SYSTEM = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
 
-#: chat template of the InternVL3 ``-hf`` checkpoints, simplified (visual placeholders first)
+#: chat template of the InternVL3 ``-hf`` checkpoints (as transformers' conversion script
+#: writes it): a message's parts in content order, ``<IMG_CONTEXT>`` / ``<video>`` placeholders
 CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}"
     "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for c in message['content'] %}{% if c['type'] == 'image' %}{{ '<IMG_CONTEXT>\n' }}"
-    "{% elif c['type'] == 'video' %}{{ '<video>\n' }}{% endif %}{% endfor %}"
-    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
-    "{% endif %}{{ '<|im_end|>\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' %}{{ '<IMG_CONTEXT>\n' }}"
+    "{% elif content['type'] == 'video' %}{{ '<video>\n' }}{% elif content['type'] == 'text' %}{{ content['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}{{'<|im_end|>\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{'<|im_start|>assistant\n' }}{% endif %}"
 )
+#: the released checkpoints' vision geometry: 448 px tiles of 14 px patches, pixel-shuffled
+#: to 16x16 = 256 tokens per tile
+REAL_TILE, REAL_PATCH = 448, 14
+#: offline checkpoints: name -> build_tiny structure
+TINY_CHECKPOINTS = {"tiny": "tiny", "tiny-real": "real"}
 NAMED_TOKENS = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *NAMED_TOKENS.values()]
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
-def build_tiny(seed: int = 0, attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+def build_tiny(seed: int = 0, attn_implementation: str = "sdpa", structure: str = "tiny") -> tuple[Any, Any]:
     """A random-weight InternVL of the real architecture with its real processor classes.
 
-    32 px tiles of 4 px patches (8x8 patches, 4x4 tokens per tile after pixel shuffle),
-    a 2-layer InternViT, a 4-layer Qwen2 decoder and a locally trained tokenizer whose
-    named image tokens match the ``-hf`` checkpoints': no network.
+    ``structure="tiny"``: 32 px tiles of 4 px patches (8x8 patches, 4x4 tokens per tile
+    after pixel shuffle), a 2-layer InternViT. ``"real"``: the released checkpoints' 448 px
+    tiles of 14 px patches (16x16 tokens per tile), a one-layer narrow InternViT, for token
+    counts and layout checks. Both: up to 12 tiles per frame, a 4-layer Qwen2 decoder, the
+    checkpoints' chat template and a locally trained tokenizer whose named image tokens match
+    the ``-hf`` checkpoints': no network.
     """
     from transformers import (
         GotOcr2ImageProcessor,
@@ -74,20 +82,18 @@ def build_tiny(seed: int = 0, attn_implementation: str = "sdpa") -> tuple[Any, A
         InternVLProcessor,
         InternVLVideoProcessor,
         InternVLVisionConfig,
-        PreTrainedTokenizerFast,
         Qwen2Config,
     )
 
-    from .tiny import build_tokenizer, seeded
+    from .tiny import seeded
 
-    tile, patch = 32, 4
-    base = build_tokenizer(SPECIAL_TOKENS, chat_template=CHAT_TEMPLATE, extra_words=[*prompt_words(), DEFAULT_SYSTEM])
-    # re-wrap to declare the named image tokens InternVLProcessor reads (tokenizer.start_image_token, ...)
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=base.backend_tokenizer, pad_token=base.pad_token, eos_token=base.eos_token,
-        chat_template=CHAT_TEMPLATE, extra_special_tokens=dict(NAMED_TOKENS), padding_side="left",
-    )
-    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>"]})  # skipped when decoding, as in the real one
+    if structure == "real":
+        tile, patch, layers = REAL_TILE, REAL_PATCH, 1
+    elif structure == "tiny":
+        tile, patch, layers = 32, 4, 2
+    else:
+        raise InputError(f"structure must be 'tiny' or 'real', got {structure!r}")
+    tok = build_tiny_tokenizer()
     norm = {"image_mean": IMAGENET_MEAN, "image_std": IMAGENET_STD}
     processor = InternVLProcessor(
         image_processor=GotOcr2ImageProcessor(size={"height": tile, "width": tile}, crop_to_patches=True, max_patches=12, **norm),
@@ -99,7 +105,7 @@ def build_tiny(seed: int = 0, attn_implementation: str = "sdpa") -> tuple[Any, A
     eos, pad = tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")
     config = InternVLConfig(
         vision_config=InternVLVisionConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+            hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=2,
             image_size=[tile, tile], patch_size=[patch, patch],
         ),
         text_config=Qwen2Config(
@@ -117,6 +123,24 @@ def build_tiny(seed: int = 0, attn_implementation: str = "sdpa") -> tuple[Any, A
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = pad
     return model.eval(), processor
+
+
+def build_tiny_tokenizer() -> Any:
+    """The tiny checkpoints' tokenizer: trained locally, named image tokens as the ``-hf``
+    checkpoints declare them, their chat template, left padding (also exported for the
+    golden fixtures)."""
+    from transformers import PreTrainedTokenizerFast
+
+    from .tiny import build_tokenizer
+
+    base = build_tokenizer(SPECIAL_TOKENS, chat_template=CHAT_TEMPLATE, extra_words=[*prompt_words(), DEFAULT_SYSTEM])
+    # re-wrap to declare the named image tokens InternVLProcessor reads (tokenizer.start_image_token, ...)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=base.backend_tokenizer, pad_token=base.pad_token, eos_token=base.eos_token,
+        chat_template=CHAT_TEMPLATE, extra_special_tokens=dict(NAMED_TOKENS), padding_side="left",
+    )
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>"]})  # skipped when decoding, as in the real one
+    return tok
 
 
 def tile_grid(height: int, width: int, tile: int, min_tiles: int, max_tiles: int) -> tuple[int, int]:
@@ -202,7 +226,8 @@ class InternVLAdapter(EmbedsAdapter):
         attn_implementation: str = "sdpa",
         seed: int = 0,
     ) -> "InternVLAdapter":
-        """``tiny``: random tiny model built offline; else a local folder or hub id (``*-hf``).
+        """``tiny``: random tiny model built offline (``tiny-real``: with the released
+        checkpoints' 448 px tiles, for token budgets); else a local folder or hub id (``*-hf``).
 
         The frame view tiles each key frame into ``frame_min_tiles..frame_max_tiles`` tiles
         (published: 1..12); the video view always uses one tile per frame. ``system_prompt``:
@@ -211,8 +236,8 @@ class InternVLAdapter(EmbedsAdapter):
         or ``span`` (first to last, the ``FrameN: <img>`` separators included).
         """
         dt = torch_dtype(dtype)
-        if checkpoint == "tiny":
-            model, processor = build_tiny(seed=seed, attn_implementation=attn_implementation)
+        if checkpoint in TINY_CHECKPOINTS:
+            model, processor = build_tiny(seed=seed, attn_implementation=attn_implementation, structure=TINY_CHECKPOINTS[checkpoint])
         else:
             from transformers import InternVLForConditionalGeneration, InternVLProcessor
 
@@ -281,6 +306,20 @@ class InternVLAdapter(EmbedsAdapter):
         else:
             layout = self.processor.replace_image_token({"num_patches": [tiles]}, 0)
         return text.replace(token, layout)
+
+    def geometry(self, session: Any) -> dict:
+        """Frame size given to the model, map grid and ``<IMG_CONTEXT>`` tokens per sequence,
+        from the preprocessed tiles (no forward pass): video view one ``tile`` px tile per
+        frame; frame view a ``rows x cols`` canvas of tiles (plus the thumbnail when kept)."""
+        t = session.num_frames
+        if session.view == "video":
+            return {"frame_size": (self.tile, self.tile), "grid": (t, self.side, self.side),
+                    "visual_tokens": t * self.tile_tokens, "extra": {"tiles_per_frame": 1}}
+        rows, cols = session.state["pixels"]["tiles"]
+        per = session.state["pixels"]["per_frame"]
+        return {"frame_size": (rows * self.tile, cols * self.tile), "grid": (t, rows * self.side, cols * self.side),
+                "visual_tokens": per * self.tile_tokens,
+                "extra": {"tiles": [rows, cols], "thumbnail": per > rows * cols, "max_tiles": self.frame_max_tiles}}
 
     def visual_mask(self, input_ids: "torch.Tensor", view: View) -> "torch.Tensor":
         """Context tokens, minus the kept thumbnail's (the last tile of each frame)."""

@@ -48,25 +48,39 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_CHECKPOINT = "llava-hf/llava-onevision-qwen2-7b-ov-hf"
 DEFAULT_SYSTEM = "You are a helpful assistant."
 
-#: chat template of the llava-hf Qwen2 checkpoints, simplified (visual placeholders first)
+#: chat template of the llava-hf OneVision checkpoints (as transformers' conversion script
+#: writes it): visual placeholders of a message first, then its text, in content order
 CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for c in message['content'] %}{% if c['type'] == 'image' %}{{ '<image>\n' }}"
-    "{% elif c['type'] == 'video' %}{{ '<video>\n' }}{% endif %}{% endfor %}"
-    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
-    "{% endif %}{{ '<|im_end|>\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}"
+    "{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}"
+    "{# Render all video then #}{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
+    "{{ '<video>\n' }}{% endfor %}"
+    "{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] }}{% endfor %}"
+    "{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] }}{% endgeneration %}{% endfor %}{% endif %}"
+    "{{'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+#: the released checkpoints' vision geometry: 384 px SigLIP tiles of 14 px patches (27x27 =
+#: 729 tokens), anyres pinpoints up to 6x6 tiles, ``anyres_max_9``
+REAL_TILE, REAL_PATCH = 384, 14
+REAL_PINPOINTS = [[REAL_TILE * i, REAL_TILE * j] for i in range(1, 7) for j in range(1, 7)]
+#: offline checkpoints: name -> build_tiny structure
+TINY_CHECKPOINTS = {"tiny": "tiny", "tiny-real": "real"}
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
 
 
-def build_tiny(seed: int = 0, attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+def build_tiny(seed: int = 0, attn_implementation: str = "sdpa", structure: str = "tiny") -> tuple[Any, Any]:
     """A random-weight LLaVA-OneVision of the real architecture with its real processor class.
 
-    SigLIP tower on 32 px tiles of 4 px patches (8x8 tokens per tile, 4x4 per video frame
-    after pooling), anyres pinpoints up to 3x2 tiles, a 4-layer Qwen2 decoder and a locally
-    trained tokenizer: no network.
+    ``structure="tiny"``: SigLIP tower on 32 px tiles of 4 px patches (8x8 tokens per tile,
+    4x4 per video frame after pooling), anyres pinpoints up to 3x2 tiles. ``"real"``: the
+    released checkpoints' vision geometry (384 px tiles, 14 px patches, 27x27 tokens per
+    tile, 14x14 per pooled video frame, pinpoints up to 6x6 tiles) with a one-layer, narrow
+    tower, for token-count and layout checks against the official preprocessing. Both: a
+    4-layer Qwen2 decoder and a locally trained tokenizer, the checkpoints' chat template;
+    no network.
     """
     from transformers import (
         LlavaOnevisionConfig,
@@ -78,12 +92,16 @@ def build_tiny(seed: int = 0, attn_implementation: str = "sdpa") -> tuple[Any, A
         SiglipVisionConfig,
     )
 
-    from .tiny import build_tokenizer, seeded
+    from .tiny import seeded
 
-    tile, patch = 32, 4
-    pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64], [64, 96], [96, 64]]
-    tok = build_tokenizer(SPECIAL_TOKENS, chat_template=CHAT_TEMPLATE, extra_words=prompt_words())
-    tok.padding_side = "left"
+    if structure == "real":
+        tile, patch, pinpoints, layers = REAL_TILE, REAL_PATCH, REAL_PINPOINTS, 1
+    elif structure == "tiny":
+        tile, patch, layers = 32, 4, 2
+        pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64], [64, 96], [96, 64]]
+    else:
+        raise InputError(f"structure must be 'tiny' or 'real', got {structure!r}")
+    tok = build_tiny_tokenizer()
     processor = LlavaOnevisionProcessor(
         image_processor=LlavaOnevisionImageProcessor(size={"height": tile, "width": tile}, image_grid_pinpoints=pinpoints),
         tokenizer=tok,
@@ -96,7 +114,7 @@ def build_tiny(seed: int = 0, attn_implementation: str = "sdpa") -> tuple[Any, A
     eos, pad = tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")
     config = LlavaOnevisionConfig(
         vision_config=SiglipVisionConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=tile, patch_size=patch
+            hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=2, image_size=tile, patch_size=patch
         ),
         text_config=Qwen2Config(
             hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
@@ -115,6 +133,16 @@ def build_tiny(seed: int = 0, attn_implementation: str = "sdpa") -> tuple[Any, A
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = pad
     return model.eval(), processor
+
+
+def build_tiny_tokenizer() -> Any:
+    """The tiny checkpoints' tokenizer: trained locally, the family's special tokens, the
+    checkpoints' chat template, left padding (also exported for the golden fixtures)."""
+    from .tiny import build_tokenizer
+
+    tok = build_tokenizer(SPECIAL_TOKENS, chat_template=CHAT_TEMPLATE, extra_words=prompt_words())
+    tok.padding_side = "left"
+    return tok
 
 
 def anyres_grid(processor: Any, height: int, width: int, aspect_ratio: str | None = None) -> tuple[int, int]:
@@ -224,14 +252,15 @@ class LlavaOneVisionAdapter(EmbedsAdapter):
         attn_implementation: str = "sdpa",
         seed: int = 0,
     ) -> "LlavaOneVisionAdapter":
-        """``tiny``: random tiny model built offline; else a local folder or hub id.
+        """``tiny``: random tiny model built offline (``tiny-real``: with the released
+        checkpoints' vision geometry, for token budgets); else a local folder or hub id.
 
         ``frame_aspect_ratio`` (``anyres_max_N``) bounds the frame-view grid (checkpoint
         default: ``anyres_max_9``, i.e. at most ~9 tiles of tokens per frame).
         """
         dt = torch_dtype(dtype)
-        if checkpoint == "tiny":
-            model, processor = build_tiny(seed=seed, attn_implementation=attn_implementation)
+        if checkpoint in TINY_CHECKPOINTS:
+            model, processor = build_tiny(seed=seed, attn_implementation=attn_implementation, structure=TINY_CHECKPOINTS[checkpoint])
         else:
             from transformers import LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor
 
@@ -285,6 +314,34 @@ class LlavaOneVisionAdapter(EmbedsAdapter):
         if view == "video":
             return "video", self.processor.video_token, int(self.processor.video_token_id)
         return "image", self.processor.image_token, int(self.processor.image_token_id)
+
+    def geometry(self, session: Any) -> dict:
+        """Frame size given to the model, map grid and visual tokens per sequence, from the
+        preprocessed pixels and the processor's own arithmetic (no forward pass).
+
+        Video view: every frame resized to one tile and pooled 2x2 (``ceil(p/2)`` per side).
+        Frame view: the anyres canvas (best pinpoint, tiles of ``tile`` px) and the unpadded,
+        ``anyres_max_N``-bounded grid of its tiles, no overview tile, no newlines.
+        """
+        import math
+
+        from transformers.image_processing_utils import select_best_resolution
+
+        vcfg = self.model.config.vision_config
+        side = vcfg.image_size // vcfg.patch_size
+        px = session.state["pixels"]
+        t = session.num_frames
+        if session.view == "video":
+            h, w = (int(v) for v in px["pixel_values_videos"].shape[-2:])
+            pooled = math.ceil(side / 2)
+            tokens = t * pooled * pooled + (1 if self.video_newline else 0)
+            return {"frame_size": (h, w), "grid": (t, pooled, pooled), "visual_tokens": tokens, "extra": {"newline": self.video_newline}}
+        height, width = (int(v) for v in px["image_sizes"][0])
+        best_h, best_w = select_best_resolution([height, width], self.processor.image_processor.image_grid_pinpoints)
+        gh, gw = anyres_grid(self.processor, height, width, self.frame_aspect_ratio)
+        tile = vcfg.image_size
+        return {"frame_size": (int(best_h), int(best_w)), "grid": (t, gh, gw), "visual_tokens": gh * gw,
+                "extra": {"tiles": [int(best_h) // tile, int(best_w) // tile], "aspect_ratio": self.frame_aspect_ratio}}
 
     def visual_mask(self, input_ids: "torch.Tensor", view: View) -> "torch.Tensor":
         """Grid tokens only: the video's trailing newline (when kept) is no grid cell."""
