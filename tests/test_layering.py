@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                     "decafbench.atomicio", "decafbench.locks", "decafbench.pool", "decafbench.progress",
                     "decafbench._*", "decafbench.adapters._*", "decafbench.reference", "decafbench.commands",
                     "decafbench.adapters", "decafbench.benchmarks")),
-    ("compute", ("decafbench.maskio", "decafbench.metrics", "decafbench.coarse", "decafbench.fusion",
+    ("compute", ("decafbench.maskio", "decafbench.metrics", "decafbench.coarse", "decafbench.fusion", "decafbench.keypoints",
                  "decafbench.rollout", "decafbench.stats", "decafbench.sam2_model", "decafbench.sam2_prompting",
                  "decafbench.report_html", "decafbench.reference.*", "decafbench.adapters.tiny",
                  "decafbench.adapters.base", "decafbench.adapters.attention")),
