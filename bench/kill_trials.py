@@ -68,7 +68,7 @@ def _group_members(pgid: int) -> set[int]:
 def _tables(out: Path) -> dict[str, "object"]:
     import pandas as pd
 
-    return {p.parent.name: pd.read_csv(p, dtype={"video": str, "exp_id": str}, keep_default_na=False)
+    return {str(p.parent.relative_to(out)): pd.read_csv(p, dtype={"video": str, "exp_id": str}, keep_default_na=False)
             for p in sorted(out.rglob("per_expression.csv"))}
 
 
@@ -98,7 +98,7 @@ def trials(name: str, make_args, n: int, rng: random.Random, work: Path) -> dict
     rc, seconds, _ = _run(make_args(ref_dir))
     assert rc == 0, f"reference {name} failed ({rc})"
     ref = _tables(ref_dir)
-    totals = {"trials": n, "killed": 0, "lost": 0, "duplicated": 0, "differing": 0, "orphans": 0, "tmp_left": 0,
+    totals = {"trials": n, "killed": 0, "lost": 0, "duplicated": 0, "differing": 0, "orphans": 0, "tmp_left": 0, "parts_kept": 0,
               "reference_s": round(seconds, 1)}
     for i in range(n):
         out = work / f"{name}-{i}"
@@ -106,6 +106,8 @@ def trials(name: str, make_args, n: int, rng: random.Random, work: Path) -> dict
         rc, _, left = _run(make_args(out), kill_after=delay)
         totals["killed"] += rc == -9
         totals["orphans"] += len(left)
+        kept = sum(1 for _ in out.rglob("parts/*.json"))  # finished work the rerun resumes from
+        totals["parts_kept"] += kept
         rc2, _, _ = _run(make_args(out))
         assert rc2 == 0, f"{name} trial {i}: rerun failed ({rc2})"
         lost, dup, diff = _compare(ref, _tables(out))
@@ -114,7 +116,7 @@ def trials(name: str, make_args, n: int, rng: random.Random, work: Path) -> dict
         totals["differing"] += diff
         totals["tmp_left"] += sum(1 for _ in out.rglob("*.tmp"))
         print(f"  {name} trial {i}: killed after {delay:.1f}s, lost {lost}, duplicated {dup}, differing {diff}, "
-              f"orphans {len(left)}", flush=True)
+              f"orphans {len(left)}, parts kept {kept}", flush=True)
         shutil.rmtree(out, ignore_errors=True)
     return totals
 
@@ -135,7 +137,7 @@ def main() -> None:
             from decafbench.maskio import write_mask_png
 
             data = work / "data"
-            write_synth(SynthConfig(videos=12, frames=40, height=240, width=320, seed=5), data)
+            write_synth(SynthConfig(videos=8, frames=30, height=160, width=200, seed=5), data)
             bench = get_benchmark("mevis", root=data, split="valid_u")
             for e in bench.expressions():
                 gt = bench.ground_truth(e)
