@@ -52,9 +52,14 @@ def read_prediction(pred_dir: Path, video: str, exp_id: str, frames: Sequence[st
     """Predicted masks ``(T, H, W)`` for ``frames``; checks presence and size of every file."""
     from .maskio import read_mask_png
 
+    from .safepath import check_id, inside
+
     out = np.zeros((len(frames), *shape), dtype=bool)
+    folder = prediction_path(pred_dir, video, exp_id, "x").parent  # resolved inside pred_dir, once
     for i, frame in enumerate(frames):
-        path = prediction_path(pred_dir, video, exp_id, frame)
+        path = folder / f"{check_id(frame, 'frame name')}.png"
+        if path.is_symlink() and not inside(pred_dir, path):  # a plain file in a checked folder is inside
+            raise InputError(f"prediction resolves outside the folder {str(pred_dir)!r}", path)
         if not path.is_file():
             if missing == "empty":
                 continue

@@ -13,13 +13,14 @@ Two guards, used together:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .errors import InputError
 
-__all__ = ["check_id", "id_problem", "safe_join"]
+__all__ = ["check_id", "id_problem", "inside", "safe_join"]
 
 _BAD_CHAR = re.compile(r"[/\\\x00-\x1f\x7f]")
 
@@ -38,20 +39,35 @@ def id_problem(value: object) -> str | None:
         what = {"/": "a path separator '/'", "\\": "a path separator '\\'", "\0": "a NUL byte"}.get(
             bad, f"a control character {bad!r}")
         return f"contains {what}"
-    if PurePosixPath(value).is_absolute() or PureWindowsPath(value).drive:
-        return "is an absolute path"
-    if len(value.encode("utf-8", "surrogatepass")) > 255:
+    if len(value) >= 2 and value[1] == ":" and value[0].isascii() and value[0].isalpha():
+        return "is an absolute path (a drive letter)"
+    if len(value) > 63 and len(value.encode("utf-8", "surrogatepass")) > 255:
         return "is longer than 255 bytes (a file name's limit)"
     return None
 
 
 def check_id(value: object, where: str, path: str | Path | None = None) -> str:
     """``value`` if it is a safe single path component; else InputError naming file and field."""
+    if value.__class__ is str and 0 < len(value) <= 63 and value.isalnum() and value.isascii():
+        return value  # the common case (synth000, 00042, 3): nothing to look at
     problem = id_problem(value)
     if problem is not None:
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         raise InputError(f"field {where} = {shown} {problem}; ids must be plain names, not paths", path)
     return value  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=64)
+def _real_root(root: str) -> str:
+    """The resolved root (cached: evaluate joins every frame under the same few roots)."""
+    return os.path.realpath(root)
+
+
+def inside(root: str | Path, path: str | Path) -> bool:
+    """Whether ``path`` resolves (symlinks followed) at or under the resolved ``root``."""
+    base = _real_root(str(root))
+    real = os.path.realpath(path)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
 
 def safe_join(root: str | Path, *parts: str, what: str = "path") -> Path:
@@ -71,8 +87,7 @@ def safe_join(root: str | Path, *parts: str, what: str = "path") -> Path:
         if p.is_absolute() or PureWindowsPath(part).drive or ".." in p.parts or part == "":
             raise InputError(f"{what} part {part!r} would leave the folder", root)
         joined = joined / part
-    base = Path(os.path.realpath(root))
-    real = Path(os.path.realpath(joined))
-    if real != base and base not in real.parents:
-        raise InputError(f"{what} {str(joined)!r} resolves to {str(real)!r}, outside the folder", root)
+    if not inside(root, joined):
+        raise InputError(f"{what} {str(joined)!r} resolves to {os.path.realpath(joined)!r}, outside the folder",
+                         root)
     return joined
