@@ -39,9 +39,18 @@ def apply_umask(path: str | Path, mode: int = 0o666) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    from .errors import InputError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise InputError("is a folder; give a file name to write", path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError("cannot write here: a parent of it is a file, not a folder", path) from None
+    except OSError as exc:
+        raise InputError(f"cannot write ({exc.strerror or exc})", path) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -94,6 +94,8 @@ def report_command(
         raise InputError(f"--resamples must be at least 1, not {resamples}")
     if out.suffix.lower() not in (".html", ".htm"):
         raise InputError("--out must end in .html", out)
+    if out.is_dir():  # before the work, not after it
+        raise InputError("--out is a folder; give a file name to write", out)
     opts = ReportOptions(figures=n_fig, resamples=resamples, seed=seed, cache_dir=cache_dir, root=root,
                          trust_pickle=trust_pickle)
     result = write_report(runs, out, baseline=baseline, options=opts)
