@@ -23,8 +23,10 @@ from typing import Any, Callable, Mapping
 from .errors import InputError
 from .rollout import HEAD_WEIGHTINGS, RolloutConfig
 
-MASK_KINDS = ("coarse", "sam2")
-_MASK_CHOICES = {"coarse": ("coarse",), "sam2": ("sam2",), "both": ("coarse", "sam2")}
+#: ``keypoints`` makes no masks: the official keypoint mode (top fused-map cells as points,
+#: scored by point precision PP@k, :mod:`decafbench.keypoints`)
+MASK_KINDS = ("coarse", "sam2", "keypoints")
+_MASK_CHOICES = {"coarse": ("coarse",), "sam2": ("sam2",), "keypoints": ("keypoints",), "both": ("coarse", "sam2")}
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ class VariantSpec:
 
 @dataclass(frozen=True)
 class MaskSpec:
-    """How masks are made: ``coarse`` (Otsu on key frames) or ``sam2`` with its thresholds."""
+    """How masks are made: ``coarse`` (Otsu on key frames) or ``sam2`` with its thresholds;
+    ``keypoints``: no masks, the official keypoint mode's points and point precision."""
 
     kind: str
     point_threshold: float = 0.8

@@ -195,6 +195,9 @@ class Worker:
                     temporal_stride=maps.temporal_stride, **rec.params)
             stages = stages_by_variant[label]
             t1 = time.perf_counter()
+            if rec.mask.kind == "keypoints":
+                rows.append((rec.name, self._keypoints(rec, base, expression, video, key_idx, stages, gt, t0, t1)))
+                continue
             if rec.mask.kind == "coarse":
                 masks, frames = coarse_masks(stages["fused"], _frame_size(key_paths[0])), key_names
                 extra: dict[str, Any] = {}
@@ -217,6 +220,32 @@ class Worker:
             row.update(time_fusion=t1 - t0, time_masks=t2 - t1, time_score=time.perf_counter() - t2)
             rows.append((rec.name, row))
         return rows
+
+    def _keypoints(self, rec, base: dict, expression, video, key_idx, stages, gt, t0: float, t1: float) -> dict:
+        """The official keypoint mode: top fused-map cells as points (``keypoints.csv`` in the
+        prediction folder) and, with ground truth, point precision PP@k (fractions). A point on
+        a frame without annotation is scored as a miss and counted in ``keypoints_unannotated``."""
+        from .keypoints import point_precision, top_points
+        from .safepath import safe_join
+
+        points = top_points(stages["fused"], key_idx)
+        t2 = time.perf_counter()
+        folder = safe_join(self.config.out / rec.name, "predictions", expression.video, expression.exp_id,
+                           what="prediction folder")
+        _write_keypoints(folder, points, video.frames)
+        row = dict(base)
+        if gt is not None:
+            index = {name: i for i, name in enumerate(gt.frames)}
+            rows_of = np.array([index.get(video.frames[f], -1) for f in points.frames], dtype=np.int64)
+            missing = rows_of < 0
+            empty = np.zeros((1, *gt.masks.shape[1:]), dtype=bool)  # unannotated frames: never a hit
+            masks = np.concatenate([np.asarray(gt.masks, dtype=bool), empty])
+            scored = type(points)(frames=np.where(missing, len(gt.frames), rows_of), y=points.y, x=points.x,
+                                  scores=points.scores)
+            row.update(point_precision(scored, masks), n_frames=int(gt.masks.shape[0]),
+                       keypoints_unannotated=int(missing.sum()))
+        row.update(time_fusion=t1 - t0, time_masks=t2 - t1, time_score=time.perf_counter() - t2)
+        return row
 
     def _segment(self, frames, key_idx, fused, mask: MaskSpec):
         from .sam2_prompting import Sam2Config, segment
@@ -309,6 +338,22 @@ def _align(masks: np.ndarray, frames: Sequence[str], target_frames: Sequence[str
     if missing:
         raise InputError(f"no predicted mask for annotated frame {missing[0]!r}")
     return masks[[index[f] for f in target_frames]]
+
+
+def _write_keypoints(folder: Path, points, frame_names: Sequence[str]) -> None:
+    """``keypoints.csv``: rank, video frame (name and index), relative y/x, fused-map score."""
+    import csv
+    import io
+
+    from .atomicio import atomic_write_text
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["rank", "frame", "frame_index", "y", "x", "score"])
+    for r in points.to_rows():
+        writer.writerow([r["rank"], frame_names[r["frame"]], r["frame"], repr(r["y"]), repr(r["x"]), repr(r["score"])])
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "keypoints.csv", buf.getvalue())
 
 
 def _write_predictions(folder: Path, frames: Sequence[str], masks: np.ndarray) -> None:

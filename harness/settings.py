@@ -35,7 +35,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "head_weighting": ("str", "vmax, mean or max"),
     "residual": ("float", "identity weight r in R = (1-r) A + r I, in [0, 1]"),
     "variant": ("variants", "fusion variants: NAME or NAME:key=value,..."),
-    "masks": ("masks", "coarse, sam2 or both (or a list of kinds)"),
+    "masks": ("masks", "coarse, sam2, keypoints or both (or a list of kinds)"),
     "point_threshold": ("floats", "tau_pq: attention threshold of SAM2 point candidates"),
     "final_score_threshold": ("floats", "tau_trk: final tracklet score threshold"),
     "sam2": ("str", "SAM2 as CONFIG:CHECKPOINT or 'tiny'"),
@@ -171,11 +171,18 @@ def _list(value: Any) -> list:
     return list(values)
 
 
+def _kinds(value: Any) -> list:
+    """Mask kinds: a list, or one string of comma-separated kinds (``--masks coarse,keypoints``)."""
+    if isinstance(value, str):
+        return _list([k.strip() for k in value.split(",")])
+    return _list(value)
+
+
 _COERCE = {"str": _str, "path": _path, "int": _int, "float": _float, "bool": _bool, "dict": _dict,
-           "floats": _floats, "variants": _list, "masks": _list}
+           "floats": _floats, "variants": _list, "masks": _kinds}
 _EXPECTED = {"str": "a non-empty string", "path": "a path", "int": "an integer", "float": "a number",
              "bool": "true or false", "dict": "a table of arguments", "floats": "a number or a list of numbers",
-             "variants": "a variant name or a list of them", "masks": "coarse, sam2, both or a list of kinds"}
+             "variants": "a variant name or a list of them", "masks": "coarse, sam2, keypoints, both or a list of kinds"}
 
 
 # -- lists -------------------------------------------------------------------------------------------
@@ -206,14 +213,14 @@ def mask_specs(kinds: list, point: tuple[float, ...], final: tuple[float, ...], 
     from .config import MASK_KINDS, MaskSpec
 
     if isinstance(kinds, (list, tuple)) and len(kinds) == 1 and kinds[0] == "both":
-        kinds = list(MASK_KINDS)
+        kinds = ["coarse", "sam2"]
     unknown = [k for k in kinds if k not in MASK_KINDS]
     if unknown:
-        raise _fail("masks", source, f"must be coarse, sam2 or both, not {unknown[0]!r}")
+        raise _fail("masks", source, f"must be coarse, sam2, keypoints or both, not {unknown[0]!r}")
     specs = []
     for kind in dict.fromkeys(kinds):
-        if kind == "coarse":
-            specs.append(MaskSpec("coarse"))
+        if kind in ("coarse", "keypoints"):
+            specs.append(MaskSpec(kind))
         else:
             specs += [MaskSpec("sam2", pq, trk) for pq, trk in itertools.product(point, final)]
     return specs

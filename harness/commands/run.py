@@ -72,7 +72,9 @@ def run_command(
     split: Optional[str] = typer.Option(None, "--split", help="Split (default: the benchmark's first)."),
     model: str = typer.Option("qwen2-vl:tiny", "--model", "-m", help="ADAPTER[:CHECKPOINT], checkpoint a local path, a hub id or 'tiny'."),
     variant: Optional[List[str]] = typer.Option(None, "--variant", "-v", help="Fusion variant NAME or NAME:key=value,... (repeatable; default decaf)."),
-    masks: str = typer.Option("both", "--masks", help="coarse, sam2 or both."),
+    masks: str = typer.Option("both", "--masks", help="coarse, sam2, both or keypoints (the official keypoint "
+                              "mode: top-100 fused-map cells as points, scored by point precision PP@1..100); "
+                              "several as coarse,keypoints."),
     frames: int = typer.Option(16, "--frames", help="Key frames sampled uniformly per video."),
     out: Path = typer.Option(Path("results/embedded"), "--out", "-o", help="Folder of run records (one per variant and mask kind)."),
     cache: Optional[Path] = typer.Option(Path("results/cache"), "--cache", help="Attention cache folder."),

@@ -1,0 +1,58 @@
+"""decaf run --masks keypoints end to end: points written, PP@k equal the loop reference."""
+
+import csv
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from decafbench.benchmarks.registry import get_benchmark
+from decafbench.benchmarks.synth import SynthConfig, write_synth
+from decafbench.cli import build_app
+from decafbench.config import RunConfig
+from decafbench.errors import InputError
+from decafbench.runstore import read_record
+
+from test_keypoints import reference_pp  # the loop definition of eval_rvos_keypoints.py
+
+runner = CliRunner()
+
+
+def test_keypoints_is_a_mask_kind_and_both_means_coarse_and_sam2():
+    kinds = lambda masks: [m.kind for m in RunConfig.from_mapping({"masks": masks}).masks]  # noqa: E731
+    assert kinds("keypoints") == ["keypoints"]
+    assert kinds("both") == ["coarse", "sam2"]
+    assert kinds(["coarse", "keypoints"]) == ["coarse", "keypoints"]
+    with pytest.raises(InputError, match="keypoints"):
+        RunConfig.from_mapping({"masks": "points"})
+
+
+@pytest.mark.slow
+def test_run_keypoints_writes_points_and_point_precision(tmp_path):
+    data = tmp_path / "data"
+    write_synth(SynthConfig(videos=2, frames=6, height=48, width=64, seed=5, expressions_per_video=1), data)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["run", "-b", "mevis", "--root", str(data), "--split", "valid_u", "--frames", "4", "--masks", "coarse,keypoints",
+            "--out", str(out), "--cache", str(cache)]
+    res = runner.invoke(build_app(), args)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["decaf__coarse", "decaf__keypoints"]
+    assert len(list(cache.rglob("*.safetensors"))) == 2  # one MLLM pass serves both kinds
+    rec = read_record(out / "decaf__keypoints")
+    bench = get_benchmark("mevis", root=data, split="valid_u")
+    assert len(rec.table) == 2 and (rec.table["error"] == "").all()
+    for expr in bench.expressions():
+        row = rec.table[(rec.table["video"] == expr.video) & (rec.table["exp_id"].astype(str) == str(expr.exp_id))].iloc[0]
+        video = bench.video(expr.video)
+        with open(out / "decaf__keypoints" / "predictions" / expr.video / str(expr.exp_id) / "keypoints.csv") as f:
+            points = list(csv.DictReader(f))
+        assert 0 < len(points) <= 100 and [int(p["rank"]) for p in points] == list(range(len(points)))
+        assert all(video.frames[int(p["frame_index"])] == p["frame"] for p in points)
+        scores = [float(p["score"]) for p in points]
+        assert scores == sorted(scores, reverse=True) and scores[0] == 1.0  # the fused map is min-max normalized
+        gt = bench.ground_truth(expr)
+        index = {name: i for i, name in enumerate(gt.frames)}
+        assert all(p["frame"] in index for p in points) and row["keypoints_unannotated"] == 0
+        pts = [(index[p["frame"]], float(p["y"]), float(p["x"]), float(p["score"])) for p in points]
+        want = reference_pp(pts, np.asarray(gt.masks), (1, 5, 10, 50, 100), 14)
+        assert {k: row[k] for k in want} == pytest.approx(want, abs=0)
