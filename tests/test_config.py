@@ -194,3 +194,20 @@ def test_manifest_config_is_json_safe_and_complete():
     assert manifest["model_args"] == {"a": [1, 2]} and manifest["rollout"]["residual"] == 0.5
     assert set(manifest) >= {"benchmark", "model", "dtype", "device", "num_frames", "prompt_version", "seed",
                              "max_new_tokens", "masks", "sam2", "out", "cache_dir", "limit", "reuse", "prefix_reuse"}
+
+
+def test_sweep_sam2_grid_crosses_thresholds_into_records(tmp_path):
+    from decafbench.pipeline import plan_records
+
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('[run]\nmasks = "both"\n[grid]\nvariant = ["decaf", "object-only"]\n'
+                     '[sam2]\npoint_threshold = [0.7, 0.9]\nfinal_score_threshold = 0.8\n')
+    config = load_sweep(sweep)
+    assert config.out == Path("results/sweep")
+    names = [r.name for r in plan_records(config)]
+    assert names == [f"{v}__{m}" for v in ("decaf", "object-only")
+                     for m in ("coarse", "sam2[pq=0.7,trk=0.8]", "sam2[pq=0.9,trk=0.8]")]
+    both = tmp_path / "both.toml"
+    both.write_text('[run]\npoint_threshold = 0.7\n[sam2]\npoint_threshold = [0.9]\n')
+    with pytest.raises(InputError, match="point_threshold is given in both"):
+        load_sweep(both)
