@@ -181,3 +181,23 @@ def test_no_prefix_reuse_keeps_encoder_reuse_and_outputs(data, tmp_path):
     assert (a["vision_passes"], b["vision_passes"], c["vision_passes"]) == (2, 2, 4)
     assert a["prefill_tokens"] < b["prefill_tokens"] == c["prefill_tokens"]
     assert a["JF"] == b["JF"] == c["JF"]
+
+
+@pytest.mark.slow
+def test_run_on_a_split_without_ground_truth_writes_predictions_and_no_scores(data, tmp_path):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(data / "valid_u", root / "valid")  # MeViS 'valid': the server keeps its masks
+    (root / "valid" / "mask_dict.json").unlink()
+    out = tmp_path / "out"
+    res = runner.invoke(build_app(), ["run", "-b", "mevis", "--root", str(root), "--split", "valid", "--frames", "4",
+                                      "--masks", "coarse", "--limit", "1", "--out", str(out), "--cache", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    rec = read_record(out / "decaf__coarse")
+    assert len(rec.table) == 1 and rec.table["error"].iloc[0] == ""
+    assert "JF" not in rec.table.columns and "summary" not in rec.manifest
+    assert not (out / "leaderboard.md").exists()
+    row = rec.table.iloc[0]
+    pngs = list((out / "decaf__coarse" / "predictions" / row["video"] / row["exp_id"]).glob("*.png"))
+    assert len(pngs) == 4  # one mask per key frame, ready for `decaf export`
