@@ -74,10 +74,11 @@ def read_prediction(pred_dir: Path, video: str, exp_id: str, frames: Sequence[st
 
 def score_expression(benchmark, expression, pred_masks: np.ndarray, gt=None) -> dict:
     """One per-expression row: keys, metrics (fractions 0..1) and the frame count."""
+    from .metric_registry import for_benchmark
     from .metrics import score_expression as _score
 
     gt = benchmark.ground_truth(expression) if gt is None else gt
-    scores = _score(gt.masks, pred_masks, foreground=gt.foreground, metrics=benchmark.metrics)
+    scores = _score(gt.masks, pred_masks, foreground=gt.foreground, metrics=for_benchmark(benchmark))
     row = {"video": expression.video, "exp_id": expression.exp_id, "split": expression.split,
            "n_frames": int(gt.masks.shape[0])}
     row.update({k: float(v) for k, v in scores.items()})

@@ -40,6 +40,7 @@ __all__ = [
     "score_expression", "tolerance_pixels", "METRIC_NAMES",
 ]
 
+#: the per-frame metrics computed here; every reported metric is in decafbench.metric_registry
 METRIC_NAMES = ("J", "F", "JF", "A", "R")
 _CHUNK_WORDS = 1 << 16  # uint64 words per packed (gt, pred) stack handled at once (L2-sized)
 
@@ -191,29 +192,32 @@ def jaccard_and_f(gt: object, pred: object, bound_th: float = 0.008
 def score_expression(gt: object, pred: object, foreground: object | None = None,
                      metrics: Iterable[str] = ("J", "F", "JF"),
                      bound_th: float = 0.008) -> dict[str, float]:
-    """Per-expression means over frames; JF = (mean J + mean F) / 2, as DAVIS and ReVOS do.
+    """Per-expression values of registered metrics (:mod:`decafbench.metric_registry`):
+    means over frames, JF = (mean J + mean F) / 2 as DAVIS and ReVOS do, recall and decay
+    as the DAVIS toolkit's ``db_statistics`` (without its uint8 cast).
 
-    Example: ``score_expression(gt, pred, fg, metrics=("J", "F", "JF", "A", "R"))``.
+    Example: ``score_expression(gt, pred, fg, metrics=("J", "F", "JF", "A", "R", "J_decay"))``.
     """
+    from . import metric_registry as registry
+
     names = list(metrics)
     for name in names:
-        if name not in METRIC_NAMES:
-            raise InputError(f"unknown metric {name!r}; choose from {', '.join(METRIC_NAMES)}",
+        if name not in registry.names():
+            raise InputError(f"unknown metric {name!r}; choose from {', '.join(registry.names())}",
                              "metrics")
+    needed = {s for name in names for s in registry.get(name).series}
     extra = [] if foreground is None else [("foreground", foreground)]
     arrs, _ = _masks(gt, pred, *extra)
     g, p = arrs[0], arrs[1]
     if g.shape[0] == 0:
         raise InputError("expression has no frames", "gt")
-    out: dict[str, float] = {}
-    if {"J", "F", "JF"} & set(names):
-        j, f = _jf(g, p, bound_th)
-        jm, fm = float(j.mean()), float(f.mean())
-        out.update({"J": jm, "F": fm, "JF": (jm + fm) / 2})
-    if "A" in names:
-        out["A"] = float(np.mean(accuracy(g, p)))
-    if "R" in names:
+    frames: dict[str, np.ndarray] = {}
+    if needed & {"J", "F"}:
+        frames["J"], frames["F"] = _jf(g, p, bound_th)
+    if "A" in needed:
+        frames["A"] = accuracy(g, p)
+    if "R" in needed:
         if foreground is None:
             raise InputError("metric R needs the frame's foreground mask", "foreground")
-        out["R"] = float(np.mean(robustness(g, p, arrs[2])))
-    return {k: out[k] for k in names}
+        frames["R"] = robustness(g, p, arrs[2])
+    return registry.score_frames(frames, names)

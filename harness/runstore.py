@@ -37,6 +37,7 @@ from .atomicio import (  # noqa: F401
     json_safe,
 )
 from .errors import InputError
+from .metric_registry import names as _metric_names
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -44,7 +45,8 @@ TABLE = "per_expression.csv"
 PARTS = "parts"
 #: first columns of every per-expression table, in this order
 KEY_COLUMNS = ("video", "exp_id", "split")
-METRIC_COLUMNS = ("J", "F", "JF", "A", "R")
+#: every registered metric (decafbench.metric_registry), in column order
+METRIC_COLUMNS = _metric_names()
 
 
 # -- provenance -------------------------------------------------------------------------------
@@ -323,7 +325,7 @@ def read_record(run_dir: str | Path) -> RunRecord:
         raise InputError("manifest is not a JSON object", mpath)
     try:
         table = pd.read_csv(tpath, dtype={"video": str, "exp_id": str, "split": str}, keep_default_na=False,
-                            na_values={"J": [""], "F": [""], "JF": [""], "A": [""], "R": [""]})
+                            na_values={c: [""] for c in METRIC_COLUMNS})
     except FileNotFoundError:
         raise InputError("missing per-expression table", tpath) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
