@@ -85,8 +85,10 @@ def simulate(rng, sims: int, shift: float, video_sd: float, n_videos: int = 100,
 def rates(rng, sims: int, resamples: int, video_sd: float, unit: str, seed: int,
           shift: float = 0.01, alpha: float = 0.05) -> np.ndarray:
     """Counts of: null rejections (boot, perm, Wilcoxon), rejections at ``shift`` (boot,
-    perm), shift inside the diff CI, true mean inside the percentile / BCa CI of a."""
-    out = np.zeros(8)
+    perm), shift inside the diff CI, true mean inside the percentile / BCa CI of a, then null
+    rejections and rejections at ``shift`` of the paired t-test (expressions) and of the
+    video-clustered SE test (Miller eq. 4; neither depends on ``unit``)."""
+    out = np.zeros(12)
     a0, b0, videos = simulate(rng, sims, 0.0, video_sd)
     a1, b1, _ = simulate(rng, sims, shift, video_sd)
     cl = videos if unit == "video" else None
@@ -97,6 +99,9 @@ def rates(rng, sims: int, resamples: int, video_sd: float, unit: str, seed: int,
         tol = S.tie_tolerance(design)
         out[3 * j] += (S.bootstrap_p_two_sided(boot, tol) < alpha).sum()
         out[3 * j + 1] += (S.permutation_p_two_sided(flips, design.estimate(), tol) < alpha).sum()
+        _, p_t, _, p_c = S.paired_t(b - a, videos)
+        out[8 + 2 * j] += (p_t < alpha).sum()
+        out[9 + 2 * j] += (p_c < alpha).sum()
         if j == 0:
             unit_d = design.unit_means()
             out[2] += (sst.wilcoxon(unit_d, axis=0).pvalue < alpha).sum()
@@ -116,8 +121,9 @@ def calibration(sims: int, resamples: int, batch: int = 100) -> None:
     print(f"\n## Calibration: {sims} simulated datasets per row, {resamples} resamples, "
           "100 videos x 4 expressions, alpha = 0.05\n")
     print("| data | unit | null reject boot | null reject perm | null reject Wilcoxon | power boot (+1 pt) "
-          "| power perm (+1 pt) | diff CI coverage | mean CI coverage pct | mean CI coverage BCa |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| power perm (+1 pt) | diff CI coverage | mean CI coverage pct | mean CI coverage BCa "
+          "| null reject t | null reject clustered | power t | power clustered |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, video_sd in (("iid", 0.0), ("clustered (video sd 3 pt)", 0.03)):
         for unit in ("expression", "video"):
             rng = np.random.default_rng(1234)
@@ -135,7 +141,38 @@ def calibration(sims: int, resamples: int, batch: int = 100) -> None:
     print(f"(99.8% binomial range of the null rejection count at {sims} sims: {int(lo)}..{int(hi)})")
 
 
+def normal_calibration(sims: int, batch: int = 500) -> None:
+    """The normal-theory columns of compare on the same simulated data: the paired t-test
+    (expressions as independent) and the video-clustered SE (Miller eq. 4, t with G-1 df).
+    No resampling, so many more datasets per row than the table above."""
+    from scipy import stats as sst_
+
+    print(f"\n## Calibration of the t-test and clustered SE: {sims} simulated datasets per row, "
+          "100 videos x 4 expressions, alpha = 0.05\n")
+    print("| data | test | null reject | power (+1 pt) | diff CI coverage |")
+    print("|---|---|---:|---:|---:|")
+    for label, video_sd in (("iid", 0.0), ("clustered (video sd 3 pt)", 0.03)):
+        rng = np.random.default_rng(99)
+        counts = np.zeros((2, 3))
+        for _ in range(sims // batch):
+            a0, b0, videos = simulate(rng, batch, 0.0, video_sd)
+            a1, b1, _ = simulate(rng, batch, 0.01, video_sd)
+            se_t0, p_t0, se_c0, p_c0 = S.paired_t(b0 - a0, videos)
+            se_t1, p_t1, se_c1, p_c1 = S.paired_t(b1 - a1, videos)
+            d1 = (b1 - a1).mean(0)
+            for row, (p0, p1, se, df) in enumerate(((p_t0, p_t1, se_t1, videos.size - 1),
+                                                    (p_c0, p_c1, se_c1, len(np.unique(videos)) - 1))):
+                half = sst_.t.ppf(0.975, df) * se
+                counts[row] += [(p0 < 0.05).sum(), (p1 < 0.05).sum(), (np.abs(d1 - 0.01) <= half).sum()]
+        for row, name in enumerate(("paired t (expressions)", "clustered SE (videos)")):
+            cells = " | ".join(f"{100 * c / sims:.1f}%" for c in counts[row])
+            print(f"| {label} | {name} | {cells} |", flush=True)
+
+
 def main(argv: list[str]) -> int:
+    if "--normal-only" in argv:
+        normal_calibration(sims=int(argv[argv.index("--normal-only") + 1]) if len(argv) > argv.index("--normal-only") + 1 else 10_000)
+        return 0
     quick = "--quick" in argv
     print(f"machine: {machine()}, {platform.platform()}")
     t0 = time.perf_counter()

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "decafbench.commands.evaluate",
     "decafbench.commands.benchmarks",
     "decafbench.commands.stats",
+    "decafbench.commands.power",
     "decafbench.commands.method",
     "decafbench.commands.adapters",
     "decafbench.commands.run",

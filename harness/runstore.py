@@ -259,6 +259,9 @@ class RunWriter:
         if summary is not None:
             manifest["summary"] = dict(summary)
         atomic_write_json(self.dir / MANIFEST, manifest)
+        from .results import write_results
+
+        write_results(self.dir, strict=False)  # results.json: means, CIs, n, failures per metric and group
         self.close()  # the record is complete: the folder is free again
         return table if isinstance(table, pd.DataFrame) else None
 

@@ -303,6 +303,161 @@ def regression_test(baseline: np.ndarray, candidate: np.ndarray, *, tolerance: f
                             tolerance, alpha)
 
 
-# -- backwards compatibility --------------------------------------------------------------------
-#: names that moved to :mod:`decafbench.runstats`; resolved lazily because runstats imports
-#: this module (an eager import here would be circular)
+# -- normal-theory companions: paired t-test, clustered standard errors, power ---------------
+#: most resamples one statistics command draws: a (resamples x columns) float matrix is kept
+#: for the percentiles, so memory grows with both; beyond this, refuse rather than swap
+MAX_RESAMPLES = 1_000_000
+MAX_RESAMPLED_VALUES = 1 << 25  # resamples x columns: 256 MiB of float64
+
+
+def check_resamples(resamples: int, columns: int = 1) -> None:
+    """InputError unless ``resamples`` is in 1..MAX_RESAMPLES and the kept matrix fits."""
+    from .errors import InputError
+
+    if resamples < 1 or resamples > MAX_RESAMPLES:
+        raise InputError(f"--resamples must be between 1 and {MAX_RESAMPLES:,}, not {resamples}")
+    if resamples * max(columns, 1) > MAX_RESAMPLED_VALUES:
+        most = MAX_RESAMPLED_VALUES // max(columns, 1)
+        raise InputError(f"--resamples {resamples:,} x {columns} statistics would keep "
+                         f"{8 * resamples * columns / 2**30:.1f} GiB of resampled values; "
+                         f"use at most {most:,} here (or compare fewer runs at once)")
+
+
+def _cluster_sums(e: np.ndarray, clusters) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster sums of the rows of ``e`` (n x k) and the cluster sizes."""
+    _, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    g = int(inverse.max()) + 1
+    sums = np.zeros((g, e.shape[1]))
+    np.add.at(sums, inverse, e)
+    return sums, np.bincount(inverse, minlength=g).astype(float)
+
+
+def clustered_se(d: np.ndarray, clusters: Sequence | np.ndarray | None = None) -> np.ndarray:
+    """Standard error of mean(d), Miller (2024) eq. 4, per column of ``d`` (n,) or (n, k).
+
+    ``SE^2 = SE_CLT^2 + (1/n^2) sum_c sum_{i != j in c} (d_i - dbar)(d_j - dbar)`` with
+    ``SE_CLT^2 = var(d, ddof=1) / n``: the plain paired-t standard error plus the covariance
+    of differences within a cluster (video). Without clusters it is the paired-t SE.
+    """
+    x = np.asarray(d, dtype=float)
+    x = x[:, None] if x.ndim == 1 else x
+    n = x.shape[0]
+    if n < 2:
+        return np.full(x.shape[1], np.nan)
+    e = x - x.mean(0)
+    se2 = (e ** 2).sum(0) / (n - 1) / n
+    if clusters is not None:
+        sums, _ = _cluster_sums(e, clusters)
+        sq, _ = _cluster_sums(e ** 2, clusters)
+        se2 = se2 + (sums ** 2 - sq).sum(0) / n ** 2
+    return np.sqrt(np.maximum(se2, 0.0))
+
+
+def t_p_two_sided(estimate: np.ndarray, se: np.ndarray, df: float) -> np.ndarray:
+    """Two-sided p of estimate / se under Student t with ``df`` degrees of freedom (0 < df);
+    a zero SE gives p = 1 for a zero estimate and 0 otherwise; NaN when df < 1."""
+    from scipy import stats as sst
+
+    est, se = np.asarray(estimate, dtype=float), np.asarray(se, dtype=float)
+    if df < 1:
+        return np.full(est.shape, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(se > 0, np.abs(est) / np.where(se > 0, se, 1.0), np.where(est == 0, 0.0, np.inf))
+    return 2.0 * sst.t.sf(t, df)
+
+
+def paired_t(d: np.ndarray, clusters=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(se, p) of the paired t-test (expressions, df n - 1) and (se, p) with video-clustered
+    SEs (Miller eq. 4, Student t with G - 1 df for G clusters), per column of ``d``."""
+    x = np.asarray(d, dtype=float)
+    x = x[:, None] if x.ndim == 1 else x
+    est = x.mean(0)
+    se_t = clustered_se(x)
+    p_t = t_p_two_sided(est, se_t, x.shape[0] - 1)
+    if clusters is None:
+        return se_t, p_t, se_t, p_t
+    se_c = clustered_se(x, clusters)
+    return se_t, p_t, se_c, t_p_two_sided(est, se_c, len(np.unique(np.asarray(clusters))) - 1)
+
+
+@dataclass(frozen=True)
+class Power:
+    """Sample size for a paired comparison; numbers in the units of ``d`` (points in the CLI)."""
+
+    unit: str
+    delta: float
+    alpha: float
+    power: float
+    mean_diff: float
+    sd_diff: float  # sd of per-unit mean differences (clustered; ddof 1)
+    units: int  # pilot size in units
+    expressions: int  # pilot size in expressions
+    n_units: int  # units needed
+    n_expressions: int  # expressions needed (at the pilot's expressions per unit)
+    mde: float  # minimum detectable effect at the pilot size
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def clustered_sd(d: np.ndarray, clusters=None) -> tuple[float, int]:
+    """(sd, units): the sd of one unit's contribution to the mean difference.
+
+    Without clusters: ``std(d, ddof=1)`` over expressions. With clusters (videos) of sizes
+    ``m_c``: ``sqrt(sum_c (V m_c / n)^2 (ubar_c - dbar)^2 / (V - 1))``, which for equal
+    expressions per video is the sd (ddof 1) of the per-video mean differences, and in
+    general is ``sqrt(V)`` times the cluster-robust SE of the expression-weighted mean.
+    """
+    x = np.asarray(d, dtype=float)
+    if clusters is None:
+        return float(x.std(ddof=1)) if x.size > 1 else float("nan"), int(x.size)
+    sums, sizes = _cluster_sums((x - x.mean())[:, None], clusters)
+    v = sizes.size
+    if v < 2:
+        return float("nan"), v
+    return float(np.sqrt(((sums[:, 0] * v / x.size) ** 2).sum() / (v - 1))), v
+
+
+def power_analysis(d: np.ndarray, delta: float, *, clusters=None, alpha: float = 0.05,
+                   power: float = 0.8) -> Power:
+    """Normal approximation: ``n = ceil(((z_{1-alpha/2} + z_power) sd / delta)^2)`` units and
+    ``mde = (z_{1-alpha/2} + z_power) sd / sqrt(units)`` at the pilot size."""
+    x = np.asarray(d, dtype=float)
+    sd, units = clustered_sd(x, clusters)
+    z = special.ndtri(1 - alpha / 2) + special.ndtri(power)
+    need = int(np.ceil((z * sd / abs(delta)) ** 2)) if sd > 0 else 1
+    need = max(need, 2)
+    per_unit = x.size / units
+    return Power("video" if clusters is not None else "expression", float(delta), alpha, power,
+                 float(x.mean()), sd, units, int(x.size), need, int(np.ceil(need * per_unit)),
+                 float(z * sd / np.sqrt(units)))
+
+
+def simulate_power(d: np.ndarray, delta: float, n_units: int, *, clusters=None, alpha: float = 0.05,
+                   simulations: int = 2000, seed: Seed = 0,
+                   max_elements: int = DEFAULT_MAX_ELEMENTS) -> float:
+    """Share of simulated studies that reject H0 at ``alpha`` when the true difference is
+    ``delta``: the pilot's units (videos with their expressions) are centred, shifted by
+    ``delta`` and drawn ``n_units`` at a time with replacement; each study is the two-sided
+    z-test with the clustered SE of :func:`clustered_sd`. Checks :func:`power_analysis`."""
+    x = np.asarray(d, dtype=float)
+    e = x - x.mean() + delta
+    if clusters is None:
+        s, m = e, np.ones_like(e)
+    else:
+        sums, m = _cluster_sums(e[:, None], clusters)
+        s = sums[:, 0]
+    feats = np.column_stack([s, m, s * s, s * m, m * m])
+    rng, v = rng_of(seed), s.size
+    z = special.ndtri(1 - alpha / 2)
+    hits = 0
+    for _, k in _chunks(simulations, max(n_units, v), max_elements):
+        idx = rng.integers(0, v, size=(k, n_units))
+        idx += (np.arange(k) * v)[:, None]
+        counts = np.bincount(idx.ravel(), minlength=k * v).reshape(k, v).astype(float)
+        a = counts @ feats
+        mean = a[:, 0] / a[:, 1]
+        q = a[:, 2] - 2 * mean * a[:, 3] + mean ** 2 * a[:, 4]
+        sd = np.sqrt(np.maximum(q, 0) * (n_units / a[:, 1]) ** 2 / max(n_units - 1, 1))
+        hits += int((np.abs(mean) > z * sd / np.sqrt(n_units)).sum())
+    return hits / simulations

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from . import runstats, stats
+from . import metric_registry, runstats, stats
 from .errors import InputError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-FORMATS = ("md", "csv", "tex", "html")
+FORMATS = ("md", "csv", "tex", "html", "json")
 IDENTITY = ("adapter", "checkpoint", "variant", "mask_kind")
 METRICS = (("J", "J"), ("F", "F"), ("JF", "J&F"))
 REVOS_SPLITS = ("referring", "reasoning")
@@ -47,6 +47,7 @@ class Cell:
     best: bool = False
     tied: bool = False
     p: float = math.nan
+    count: bool = False  # an ``n`` column: value is the number of expressions scored
 
     @property
     def empty(self) -> bool:
@@ -68,20 +69,26 @@ class Table:
         return [(g, m) for g, metrics in self.groups for m in metrics]
 
     def number(self, cell: Cell) -> str:
-        return "" if cell.empty else f"{cell.value:.{self.digits}f}"
+        if cell.empty:
+            return ""
+        return f"{int(cell.value)}" if cell.count else f"{cell.value:.{self.digits}f}"
 
     def halfwidth(self, cell: Cell) -> str:
-        if cell.empty or math.isnan(cell.low):
+        if cell.empty or cell.count or math.isnan(cell.low):
             return ""
         return f"\u00b1{(cell.high - cell.low) / 2:.{self.digits}f}"
 
     def to_frame(self) -> pd.DataFrame:
-        """Flat numeric frame: id columns, then value / ci_low / ci_high / best / tied."""
+        """Flat numeric frame: id columns, then per group n and per metric value / ci_low /
+        ci_high / best / tied."""
         import pandas as pd
 
         data: dict[str, list] = {name: [r[i] for r in self.index] for i, name in enumerate(self.index_names)}
         for c, (g, m) in enumerate(self.columns):
             col = [row[c] for row in self.cells]
+            if m == "n":
+                data[f"{g} n"] = [None if x.empty else int(x.value) for x in col]
+                continue
             data[f"{g} {m}"] = [x.value for x in col]
             data[f"{g} {m} ci_low"] = [x.low for x in col]
             data[f"{g} {m} ci_high"] = [x.high for x in col]
@@ -91,13 +98,24 @@ class Table:
 
 
 # -- renderers ----------------------------------------------------------------------------------
+_MD_SPECIAL = set("\\`*_[]|~")
+
+
+def md_escape(s: str) -> str:
+    """Untrusted text (run names, ids from manifests) as literal Markdown: HTML escaped (no raw
+    tags or entities pass through), Markdown punctuation backslash-escaped, one line."""
+    text = html.escape(" ".join(str(s).split()), quote=True)
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
+
+
 def to_markdown(t: Table) -> str:
-    def esc(s: str) -> str:
-        return s.replace("|", "\\|")
+    esc = md_escape
 
     def cell(c: Cell) -> str:
         if c.empty:
             return "\u2013"
+        if c.count:
+            return t.number(c)
         num = f"**{t.number(c)}**" if c.best else t.number(c)
         return f"{num} {t.halfwidth(c)}{DAGGER if c.tied else ''}".strip()
 
@@ -180,8 +198,35 @@ def to_html(t: Table) -> str:
     return "\n".join(out) + "\n"
 
 
+def _num(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
+
+
+def to_json(t: Table) -> str:
+    """Rows with their id fields and, per group and metric, mean / CI / n in points; NaN is
+    null. Machine-readable twin of the other formats (same facts, same notes)."""
+    import json
+
+    rows = []
+    for key, cells in zip(t.index, t.cells):
+        groups: dict[str, dict] = {}
+        for (g, m), c in zip(t.columns, cells):
+            if m == "n":
+                groups.setdefault(g, {})["n"] = None if c.empty else int(c.value)
+                continue
+            groups.setdefault(g, {})[m] = None if c.empty else {
+                "mean": _num(c.value), "ci_low": _num(c.low), "ci_high": _num(c.high), "n": c.n,
+                "best": c.best, "tied_with_best": c.tied, "p_vs_best": _num(c.p)}
+        rows.append({**dict(zip(t.index_names, key)), "groups": groups})
+    doc = {"title": t.title, "index": t.index_names, "groups": [g for g, _ in t.groups],
+           "rows": rows, "notes": t.notes}
+    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+
+
 def render(t: Table, fmt: str) -> str:
-    """The table as text in ``fmt`` (md, csv, tex or html)."""
+    """The table as text in ``fmt`` (md, csv, tex, html or json)."""
+    if fmt == "json":
+        return to_json(t)
     if fmt == "md":
         return to_markdown(t)
     if fmt == "csv":
@@ -199,7 +244,7 @@ def format_for(path: str | None, fmt: str | None) -> str:
         return fmt
     ext = (path or "").rsplit(".", 1)[-1].lower() if path and "." in path else ""
     return {"md": "md", "markdown": "md", "csv": "csv", "tex": "tex", "latex": "tex",
-            "html": "html", "htm": "html"}.get(ext, "md")
+            "html": "html", "htm": "html", "json": "json"}.get(ext, "md")
 
 
 # -- leaderboards -------------------------------------------------------------------------------
@@ -225,43 +270,31 @@ class _Column:
         return (1.0 / (2.0 * s.map(s.value_counts()))).to_numpy(dtype=float)
 
 
-def _run_columns(rec, group: str) -> list[tuple[str, str, _Column]]:
-    """(group header, metric label, column) for every metric the run has."""
+def _run_columns(rec, group: str, metrics: Sequence[str], failures: str) -> list[tuple[str, str, _Column]]:
+    """(group header, metric name, column) for every requested metric the run has."""
     t = rec.table
-    keys = t.set_index(["video", "exp_id"]).index
-    if keys.duplicated().any():
-        video, exp = keys[keys.duplicated()][0]
+    split_of = t.assign(split=t["split"].astype(str).str.lower()).set_index(["video", "exp_id"])["split"]
+    if split_of.index.duplicated().any():
+        video, exp = split_of.index[split_of.index.duplicated()][0]
         raise InputError(f"expression ({video}, {exp}) appears twice", rec.path / "per_expression.csv")
-    split_of = t.set_index(["video", "exp_id"])["split"].astype(str).str.lower()
     revos = set(split_of.unique()) - {""} == set(REVOS_SPLITS)
     out = []
     for name in (REVOS_SPLITS + ("overall",)) if revos else (None,):
         header = group if name is None else f"{group} {name}"
-        for metric, label in METRICS:
+        for metric in metrics:
             if metric not in t:
                 continue
-            s = rec.scores(metric)
+            s = runstats.metric_scores(rec, metric, failures).values
             if name in REVOS_SPLITS:
-                out.append((header, label, _Column(s[split_of.loc[s.index] == name])))
+                out.append((header, metric, _Column(s[split_of.loc[s.index] == name])))
             else:
-                out.append((header, label, _Column(s, split_of.loc[s.index] if revos else None)))
+                out.append((header, metric, _Column(s, split_of.loc[s.index] if revos else None)))
     return out
 
 
-def build_leaderboard(records: Sequence, *, group_by: Sequence[str] = ("benchmark", "split"),
-                      unit: runstats.Unit = "video", resamples: int = 10_000, seed: int = 0,
-                      confidence: float = 0.95, alpha: float = 0.05, digits: int = 1) -> Table:
-    """Rows: configurations; columns: J, F, J&F per group, mean with a bootstrap CI.
-
-    Per column the best mean is bold; a row is marked when a paired sign-flip permutation
-    test against the best, on the expressions both share, gives p >= alpha (two-sided, no
-    multiplicity adjustment, so a mark is the conservative claim). Rows are sorted by the
-    first group's J&F. Every cell uses the same streams from ``seed``.
-    """
-    if not records:
-        raise InputError("leaderboard needs at least one run record")
-    if unit not in ("expression", "video"):
-        raise InputError(f"--unit must be 'expression' or 'video', not {unit!r}")
+def _layout(records: Sequence, group_by: Sequence[str]):
+    """Row keys (identity fields that vary; ``run`` where needed), their names, each run's
+    group header, and the identity fields equal on every row (for a note)."""
     labels = runstats.unique_labels(records)
     ident = [tuple(manifest_value(r.manifest, k) for k in IDENTITY) for r in records]
     keep = [i for i in range(len(IDENTITY)) if len({row[i] for row in ident}) > 1]
@@ -272,49 +305,129 @@ def build_leaderboard(records: Sequence, *, group_by: Sequence[str] = ("benchmar
               for r in records]
     if not names or len(set(zip(rows, groups))) < len(records):
         names, rows = ["run", *names], [(lab, *row) for lab, row in zip(labels, rows)]
+    by_group: dict[str, list] = {}
+    for rec, g in zip(records, groups):
+        by_group.setdefault(g, []).append(rec)
+    for members in by_group.values():  # a column's dagger test pairs its runs
+        runstats.check_same_data(members)
+    return names, rows, groups, constant
+
+
+def _collect(records, rows, groups, metrics, failures):
     entries: dict[tuple, dict[tuple[str, str], _Column]] = {}
     col_order: list[tuple[str, str]] = []
     for rec, row, group in zip(records, rows, groups):
-        for header, metric, column in _run_columns(rec, group):
+        for header, metric, column in _run_columns(rec, group, metrics, failures):
             entries.setdefault(row, {})[(header, metric)] = column
             if (header, metric) not in col_order:
                 col_order.append((header, metric))
+    if not col_order:
+        raise InputError("no run has any of the metrics " + ", ".join(metrics))
+    return entries, col_order
+
+
+def _with_counts(index, col_order, cells):
+    """Insert an ``n`` column (expressions scored) at the head of every group."""
+    out_cols: list[tuple[str, str]] = []
+    out_cells: list[list[Cell]] = [[] for _ in index]
+    for c, (header, metric) in enumerate(col_order):
+        if not out_cols or out_cols[-1][0] != header:
+            out_cols.append((header, "n"))
+            members = [k for k, (h, _) in enumerate(col_order) if h == header]
+            for r in range(len(index)):
+                ns = [cells[r][k].n for k in members if not cells[r][k].empty]
+                out_cells[r].append(Cell(float(max(ns)), n=max(ns), count=True) if ns else Cell(count=True))
+        out_cols.append((header, metric))
+        for r in range(len(index)):
+            out_cells[r].append(cells[r][c])
+    return out_cols, out_cells
+
+
+def _coverage_notes(records, labels, entries, index, col_order, failures) -> list[str]:
+    notes = []
+    failed = {lab: int(runstats.metric_scores(r, col_order[0][1], "drop").failed) for lab, r in zip(labels, records)}
+    if any(failed.values()):
+        how = "counted as empty masks" if failures == "zero" else "left out"
+        notes.append(f"Failed expressions, {how} (--failures {failures}): "
+                     + ", ".join(f"{lab}: {k}" for lab, k in failed.items() if k) + ".")
+    for header in dict.fromkeys(h for h, _ in col_order):
+        sets = [frozenset(col.values.index) for row in index for (h, _), col in entries[row].items()
+                if h == header]
+        if len(set(sets)) > 1:
+            sizes = sorted(len(s) for s in sets)
+            notes.append(f"{header}: rows cover different expressions (n {sizes[0]} to {sizes[-1]}, "
+                         f"{len(frozenset.intersection(*sets))} shared); each CI uses its row's own "
+                         "expressions, the test against the best the shared ones.")
+    return notes
+
+
+def build_leaderboard(records: Sequence, *, group_by: Sequence[str] = ("benchmark", "split"),
+                      unit: runstats.Unit = "video", resamples: int = 10_000, seed: int = 0,
+                      confidence: float = 0.95, alpha: float = 0.05, digits: int = 1,
+                      metrics: Sequence[str] = ("J", "F", "JF"), failures: str = "zero") -> Table:
+    """Rows: configurations; columns per group: n, then each metric's mean with a bootstrap CI.
+
+    Per column the best mean is bold (the lowest for a lower-is-better metric); a row is
+    marked when a paired sign-flip permutation test against the best, on the expressions both
+    share, gives p >= alpha (two-sided, no multiplicity adjustment, so a mark is the
+    conservative claim). Rows are sorted by the first group's J&F (else its first metric).
+    Every cell uses the same streams from ``seed``.
+    """
+    if not records:
+        raise InputError("leaderboard needs at least one run record")
+    if unit not in ("expression", "video"):
+        raise InputError(f"--unit must be 'expression' or 'video', not {unit!r}")
+    metrics = [metric_registry.get(m).name for m in metrics]
+    labels = runstats.unique_labels(records)
+    names, rows, groups, constant = _layout(records, group_by)
+    entries, col_order = _collect(records, rows, groups, metrics, failures)
     index = list(entries)
     cells = [[Cell() for _ in col_order] for _ in index]
-    for c, colkey in enumerate(col_order):
-        _fill_column(cells, c, [entries[r].get(colkey) for r in index], unit, resamples, seed,
-                     confidence, alpha)
-    sort_col = next((c for c, (_, m) in enumerate(col_order) if m == "J&F"), 0)
-    def sort_key(i: int) -> tuple:
-        cell = cells[i][sort_col] if col_order else Cell()
-        return (cell.empty, 0.0 if cell.empty else -cell.value, index[i])
-
-    order = sorted(range(len(index)), key=sort_key)
+    for c, (_, metric) in enumerate(col_order):
+        _fill_column(cells, c, [entries[r].get(col_order[c]) for r in index], unit, resamples, seed,
+                     confidence, alpha, metric_registry.get(metric).higher_is_better)
+    order = _sorted_rows(index, col_order, cells)
+    cols, cells = _with_counts(index, col_order, cells)
     grouped: list[tuple[str, list[str]]] = []
-    for header, metric in col_order:
+    for header, metric in cols:
         if not grouped or grouped[-1][0] != header:
             grouped.append((header, []))
-        grouped[-1][1].append(metric)
-    pct = round(100 * confidence)
-    notes = [f"Mean over expressions in points (0-100) \u00b1 half-width of the {pct}% percentile "
-             f"bootstrap CI (unit={unit}, {resamples} resamples, seed={seed}).",
-             f"Bold: best in its column. {DAGGER}: not significantly different from the best "
-             f"(paired sign-flip permutation test on shared expressions, two-sided, alpha={alpha}, "
-             "no multiplicity adjustment)."]
-    if constant:
-        notes.append("All rows: " + ", ".join(constant) + ".")
-    if any(h.endswith(" overall") for h, _ in col_order):
-        notes.append("overall = mean of the referring and reasoning split means.")
-    failed = [f"{lab}: {int(r.manifest.get('n_failed', 0))}" for lab, r in zip(labels, records)
-              if int(r.manifest.get("n_failed", 0) or 0) > 0]
-    if failed:
-        notes.append("Failed expressions excluded: " + ", ".join(failed) + ".")
+        grouped[-1][1].append("n" if metric == "n" else metric_registry.get(metric).label)
+    notes = _notes(unit, resamples, seed, confidence, alpha, constant, col_order)
+    notes += _coverage_notes(records, labels, entries, index, col_order, failures)
     return Table(names, [index[i] for i in order], grouped, [cells[i] for i in order],
                  title="", notes=notes, digits=digits)
 
 
+def _sorted_rows(index, col_order, cells) -> list[int]:
+    sort_col = next((c for c, (_, m) in enumerate(col_order) if m == "JF"), 0)
+    sign = -1.0 if metric_registry.get(col_order[sort_col][1]).higher_is_better else 1.0
+
+    def key(i: int) -> tuple:
+        cell = cells[i][sort_col]
+        return (cell.empty, 0.0 if cell.empty else sign * cell.value, index[i])
+
+    return sorted(range(len(index)), key=key)
+
+
+def _notes(unit, resamples, seed, confidence, alpha, constant, col_order) -> list[str]:
+    pct = round(100 * confidence)
+    notes = [f"Mean over expressions in points (0-100) \u00b1 half-width of the {pct}% percentile "
+             f"bootstrap CI (unit={unit}, {resamples} resamples, seed={seed}); n = expressions scored.",
+             f"Bold: best in its column. {DAGGER}: not significantly different from the best "
+             f"(paired sign-flip permutation test on shared expressions, two-sided, alpha={alpha}, "
+             "no multiplicity adjustment)."]
+    if any(not metric_registry.get(m).higher_is_better for _, m in col_order):
+        notes.append("Decay: lower is better (best = lowest).")
+    if constant:
+        notes.append("All rows: " + ", ".join(constant) + ".")
+    if any(h.endswith(" overall") for h, _ in col_order):
+        notes.append("overall = mean of the referring and reasoning split means.")
+    return notes
+
+
 def _fill_column(cells, c: int, columns: list[_Column | None], unit, resamples, seed,
-                 confidence, alpha) -> None:
+                 confidence, alpha, higher_is_better: bool = True) -> None:
     """Mean and CI of every run in column ``c``, then the paired test of each against the best."""
     for r, col in enumerate(columns):
         if col is None or len(col.values) == 0:
@@ -329,18 +442,22 @@ def _fill_column(cells, c: int, columns: list[_Column | None], unit, resamples, 
     filled = [r for r, col in enumerate(columns) if col is not None and not cells[r][c].empty]
     if not filled:
         return
-    best = max(filled, key=lambda r: cells[r][c].value)
+    pick = max if higher_is_better else min
+    best = pick(filled, key=lambda r: cells[r][c].value)
     cells[best][c].best = True
     for r in filled:
-        if r == best:
-            continue
-        shared = columns[best].values.index.intersection(columns[r].values.index).sort_values()
-        if len(shared) == 0:
-            continue
-        d = (columns[r].values.loc[shared] - columns[best].values.loc[shared]).to_numpy(dtype=float)
-        clusters = shared.get_level_values(0).to_numpy() if unit == "video" else None
-        design = stats.Design.build(d, clusters, columns[best].weights(shared))
-        flipped = stats.signflip_means(design, resamples, stats.streams(seed)[1])
-        p = stats.permutation_p_two_sided(flipped, design.estimate(), stats.tie_tolerance(design))
-        cells[r][c].p = float(p[0])
-        cells[r][c].tied = bool(p[0] >= alpha)
+        if r != best:
+            _test_against_best(cells[r][c], columns[best], columns[r], unit, resamples, seed, alpha)
+
+
+def _test_against_best(cell: Cell, best: _Column, other: _Column, unit, resamples, seed, alpha) -> None:
+    shared = best.values.index.intersection(other.values.index).sort_values()
+    if len(shared) == 0:
+        return
+    d = (other.values.loc[shared] - best.values.loc[shared]).to_numpy(dtype=float)
+    clusters = shared.get_level_values(0).to_numpy() if unit == "video" else None
+    design = stats.Design.build(d, clusters, best.weights(shared))
+    flipped = stats.signflip_means(design, resamples, stats.streams(seed)[1])
+    p = stats.permutation_p_two_sided(flipped, design.estimate(), stats.tie_tolerance(design))
+    cell.p = float(p[0])
+    cell.tied = bool(p[0] >= alpha)

@@ -82,6 +82,10 @@ def test_analyse_runs_matches_loop_reference(unit):
         assert row["p_permutation"] == expect["p_permutation"]
     np.testing.assert_allclose(pairs["p_holm"], R.holm_loop(pairs["p_permutation"]), rtol=1e-15)
     assert runs["mean"].to_numpy() == pytest.approx(100 * values.mean(0))
+    from scipy.stats import ttest_rel
+
+    for (_, row), j in zip(pairs.iterrows(), range(1, k)):  # the t column is scipy's paired t-test
+        assert row["p_ttest"] == pytest.approx(ttest_rel(values[:, j], values[:, 0]).pvalue, rel=1e-10)
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers():
@@ -206,20 +210,27 @@ def flat(text: str) -> str:
 
 
 def test_align_counts_shared_and_unshared(runs):
-    aligned = RS.align_runs([read_record(p) for p in runs])
+    aligned = RS.align_runs([read_record(p) for p in runs], failures="drop")
     assert len(aligned.keys) == 27
     assert aligned.unshared == [3, 2, 1]
+    # default --failures zero: b's failed expression counts (as an empty mask, J&F 0)
+    aligned = RS.align_runs([read_record(p) for p in runs])
+    assert len(aligned.keys) == 28 and aligned.unshared == [2, 2, 0] and aligned.failed == [0, 1, 0]
+    assert aligned.values[aligned.keys.index(("v000", "0")), 1] == 0.0
 
 
 def test_compare_cli_csv_and_json(runs, tmp_path):
     out = tmp_path / "cmp.csv"
-    res = CliRunner().invoke(app(), ["compare", *map(str, runs), "--resamples", "200", "--out", str(out)])
+    res = CliRunner().invoke(app(), ["compare", *map(str, runs), "--resamples", "200", "--out", str(out),
+                                     "--failures", "drop"])
     assert res.exit_code == 0, res.output
     assert "Paired over 27 shared expressions" in flat(res.output)
     assert "Not shared: a: 3, b: 2, c: 1" in flat(res.output)
+    assert "Failed expressions (dropped, --failures drop): a: 0, b: 1, c: 0" in flat(res.output)
     table = pd.read_csv(out)
-    assert list(table.columns) == ["run_a", "run_b", "n", "diff", "ci_low", "ci_high", "p_bootstrap",
-                                   "p_permutation", "p_wilcoxon", "p_holm"]
+    assert list(table.columns) == ["run_a", "run_b", "n", "n_units", "diff", "ci_low", "ci_high", "p_bootstrap",
+                                   "p_permutation", "p_wilcoxon", "p_holm", "se_t", "p_ttest", "se_clustered",
+                                   "p_clustered"]
     assert len(table) == 3 and (table["n"] == 27).all()
     ab = table[(table.run_a == "a") & (table.run_b == "b")].iloc[0]
     assert 9 < ab["diff"] < 16 and ab["p_holm"] < 0.05

@@ -40,8 +40,9 @@ def small_table() -> T.Table:
 
 def test_markdown_render():
     md = T.to_markdown(small_table())
-    assert "| qwen\\|2 | full_a&b | **75.2** ±1.2 | 60.0 ±1.0\u2020 |" in md  # 75.25 -> "75.2" (banker's)
-    assert "| intern<vl> | obj | 70.0 ±1.0\u2020 | \u2013 |" in md
+    # untrusted text is escaped: HTML as entities, Markdown punctuation with backslashes
+    assert "| qwen\\|2 | full\\_a&amp;b | **75.2** ±1.2 | 60.0 ±1.0\u2020 |" in md  # 75.25 -> "75.2" (banker's)
+    assert "| intern&lt;vl&gt; | obj | 70.0 ±1.0\u2020 | \u2013 |" in md
     assert md.splitlines()[3] == "|:---|:---|---:|---:|"
     assert "a note" in md
 

@@ -68,6 +68,8 @@ def report_command(
                                                            "'all': every expression; 0: none")] = "5",
     resamples: Annotated[int, typer.Option(help="bootstrap / permutation resamples")] = 10_000,
     seed: Annotated[int, typer.Option(help="seed of every random draw")] = 0,
+    metric: Annotated[str, typer.Option(help="registered metric of the comparisons and figures "
+                                             "(JF, J, F, A, R, J_recall, J_decay, F_recall, F_decay)")] = "JF",
     cache_dir: CacheDir = None,
     root: Root = None,
     trust_pickle: TrustPickle = False,
@@ -96,8 +98,10 @@ def report_command(
         raise InputError("--out must end in .html", out)
     if out.is_dir():  # before the work, not after it
         raise InputError("--out is a folder; give a file name to write", out)
+    from decafbench.metric_registry import metric_option
+
     opts = ReportOptions(figures=n_fig, resamples=resamples, seed=seed, cache_dir=cache_dir, root=root,
-                         trust_pickle=trust_pickle)
+                         trust_pickle=trust_pickle, metric=metric_option(metric))
     result = write_report(runs, out, baseline=baseline, options=opts)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
