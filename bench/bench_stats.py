@@ -1,6 +1,6 @@
 """Statistics: speed of the matrix resampling vs the plain loop, and a calibration study.
 
-    python bench/bench_stats.py [--quick]
+    python bench/bench_stats.py [--quick | --normal-only]
 
 1. Speed. 20 runs compared against a baseline over 10,000 shared expressions with 10,000
    paired resamples (bootstrap CIs and p, sign-flip permutation p, Wilcoxon, Holm, per-run
@@ -85,10 +85,8 @@ def simulate(rng, sims: int, shift: float, video_sd: float, n_videos: int = 100,
 def rates(rng, sims: int, resamples: int, video_sd: float, unit: str, seed: int,
           shift: float = 0.01, alpha: float = 0.05) -> np.ndarray:
     """Counts of: null rejections (boot, perm, Wilcoxon), rejections at ``shift`` (boot,
-    perm), shift inside the diff CI, true mean inside the percentile / BCa CI of a, then null
-    rejections and rejections at ``shift`` of the paired t-test (expressions) and of the
-    video-clustered SE test (Miller eq. 4; neither depends on ``unit``)."""
-    out = np.zeros(12)
+    perm), shift inside the diff CI, true mean inside the percentile / BCa CI of a."""
+    out = np.zeros(8)
     a0, b0, videos = simulate(rng, sims, 0.0, video_sd)
     a1, b1, _ = simulate(rng, sims, shift, video_sd)
     cl = videos if unit == "video" else None
@@ -99,9 +97,6 @@ def rates(rng, sims: int, resamples: int, video_sd: float, unit: str, seed: int,
         tol = S.tie_tolerance(design)
         out[3 * j] += (S.bootstrap_p_two_sided(boot, tol) < alpha).sum()
         out[3 * j + 1] += (S.permutation_p_two_sided(flips, design.estimate(), tol) < alpha).sum()
-        _, p_t, _, p_c = S.paired_t(b - a, videos)
-        out[8 + 2 * j] += (p_t < alpha).sum()
-        out[9 + 2 * j] += (p_c < alpha).sum()
         if j == 0:
             unit_d = design.unit_means()
             out[2] += (sst.wilcoxon(unit_d, axis=0).pvalue < alpha).sum()
@@ -121,9 +116,8 @@ def calibration(sims: int, resamples: int, batch: int = 100) -> None:
     print(f"\n## Calibration: {sims} simulated datasets per row, {resamples} resamples, "
           "100 videos x 4 expressions, alpha = 0.05\n")
     print("| data | unit | null reject boot | null reject perm | null reject Wilcoxon | power boot (+1 pt) "
-          "| power perm (+1 pt) | diff CI coverage | mean CI coverage pct | mean CI coverage BCa "
-          "| null reject t | null reject clustered | power t | power clustered |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| power perm (+1 pt) | diff CI coverage | mean CI coverage pct | mean CI coverage BCa |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, video_sd in (("iid", 0.0), ("clustered (video sd 3 pt)", 0.03)):
         for unit in ("expression", "video"):
             rng = np.random.default_rng(1234)
@@ -170,8 +164,8 @@ def normal_calibration(sims: int, batch: int = 500) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if "--normal-only" in argv:
-        normal_calibration(sims=int(argv[argv.index("--normal-only") + 1]) if len(argv) > argv.index("--normal-only") + 1 else 10_000)
+    if "--normal-only" in argv:  # the t-test / clustered-SE rows alone (no resampling, ~5 s CPU)
+        normal_calibration(sims=10_000)
         return 0
     quick = "--quick" in argv
     print(f"machine: {machine()}, {platform.platform()}")
@@ -179,9 +173,11 @@ def main(argv: list[str]) -> int:
     if quick:
         speed(n=2000, k=5, resamples=1000, loop_resamples=100, loop_pairs=2)
         calibration(sims=200, resamples=300)
+        normal_calibration(sims=1000)
     else:
         speed(n=10_000, k=20, resamples=10_000, loop_resamples=200, loop_pairs=1)
         calibration(sims=2000, resamples=1000)
+        normal_calibration(sims=10_000)
     print(f"\ntotal {time.perf_counter() - t0:.1f} s")
     return 0
 
