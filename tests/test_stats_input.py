@@ -170,3 +170,30 @@ def test_compare_has_t_and_clustered_columns(tmp_path):
     for col in ("p_ttest", "se_clustered", "p_clustered", "se_t", "n_units"):
         assert col in table
     assert table["n_units"].iloc[0] == 12
+
+
+def test_lower_is_better_metric_bolds_the_lowest_and_regress_flips(tmp_path):
+    def with_decay(vals, decay):
+        rs = rows(vals, 12)
+        for r, d in zip(rs, decay):
+            r["J_decay"] = d
+        return rs
+
+    low = write(tmp_path / "low", with_decay(GOOD, [0.05] * 24), adapter="a")
+    high = write(tmp_path / "high", with_decay(GOOD, list(np.linspace(0.3, 0.5, 24))), adapter="b")
+    t = T.build_leaderboard([read_record(high), read_record(low)], metrics=["J_decay"], resamples=100)
+    col = t.columns.index(("mevis valid_u", "J-Decay"))
+    best = [key for key, row in zip(t.index, t.cells) if row[col].best]
+    assert best == [("a",)] and t.index[0] == ("a",)  # sorted ascending too
+    code, out = invoke("regress", "--baseline", low, "--candidate", high, "--metric", "J_decay",
+                       "--resamples", "300")
+    assert code == 1 and "REGRESSION" in out
+    code, out = invoke("regress", "--baseline", high, "--candidate", low, "--metric", "j_decay",
+                       "--resamples", "300")
+    assert code == 0, out
+
+
+def test_report_takes_a_registered_metric_only(tmp_path):
+    a = write(tmp_path / "a", rows(GOOD))
+    code, out = invoke("report", a, "--metric", "Jrecall", "--out", tmp_path / "r.html")
+    assert code == 2 and "--metric" in out and len(out.strip().splitlines()) == 1
