@@ -112,6 +112,8 @@ class RunDriver:
         from .evaluate import summarize
 
         scope = {e.key for e in self.expressions}
+        from .results import write_results_lenient
+
         failed: set = set()
         paths = []
         metrics = self.benchmark.metrics
@@ -120,7 +122,7 @@ class RunDriver:
             rows = record.writer.rows(scope)
             failed |= {(r["video"], r["exp_id"]) for r in rows if r.get("error")}
             record.writer.manifest = self._manifest(record)
-            record.writer.finalize(keys=scope, summarize=score)
+            record.writer.finalize(keys=scope, summarize=score, after=write_results_lenient)
             paths.append(record.writer.dir)
         return RunResult(paths, len(self.expressions), len(failed), self._hits, self._misses,
                          bool(self.benchmark.has_ground_truth), list(self.errors))

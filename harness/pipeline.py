@@ -126,8 +126,26 @@ class Worker:
                 return self._process(job)
         except Exception as exc:  # noqa: BLE001 - recorded per expression, the run goes on
             message = " ".join(f"{type(exc).__name__}: {exc}".split())
-            row = {"video": e.video, "exp_id": e.exp_id, "split": e.split, "error": message}
+            row = {"video": e.video, "exp_id": e.exp_id, "split": e.split, "error": message,
+                   **self._empty_mask_scores(e)}
             return [(name, dict(row)) for name in job.records]
+
+    def _empty_mask_scores(self, expression) -> dict:
+        """A failed expression's scores as an empty mask over all its frames (what a benchmark
+        server gives a missing prediction), so ``--failures zero`` counts it exactly; nothing
+        when there is no ground truth or it cannot be read (statistics then use the metric
+        registry's empty-mask value)."""
+        from .evaluate import score_expression
+        from .metric_registry import names
+
+        if self.benchmark is None or not self.benchmark.has_ground_truth:
+            return {}
+        try:
+            gt = self.benchmark.ground_truth(expression)
+            row = score_expression(self.benchmark, expression, np.zeros_like(gt.masks, dtype=bool), gt)
+        except Exception:  # noqa: BLE001 - the expression already failed; its error says why
+            return {}
+        return {k: v for k, v in row.items() if k in names()}
 
     def process_group(self, jobs: Sequence[Job]) -> list[tuple[str, dict]]:
         """Several jobs (typically one video's expressions: its frames load once)."""

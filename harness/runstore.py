@@ -241,11 +241,12 @@ class RunWriter:
         return safe_join(self.dir, "predictions", video, exp_id, what="prediction folder")
 
     def finalize(self, summary: Mapping[str, Any] | None = None, *, keys: Iterable[tuple[str, str]] | None = None,
-                 summarize: Any = None):
+                 summarize: Any = None, after: Any = None):
         """Write the table and the manifest from the parts (only those of ``keys`` when given:
         a ``--limit 2`` rerun over a full record gives a 2-row table with its 2-row summary,
         while the other parts stay for a later full run). ``summarize(rows)`` computes the
-        summary from exactly the rows of the table."""
+        summary from exactly the rows of the table; ``after(run_dir)`` runs once the record is
+        complete, before the folder's lock is released."""
         import pandas as pd
 
         rows = self.rows(keys)
@@ -259,9 +260,8 @@ class RunWriter:
         if summary is not None:
             manifest["summary"] = dict(summary)
         atomic_write_json(self.dir / MANIFEST, manifest)
-        from .results import write_results
-
-        write_results(self.dir, strict=False)  # results.json: means, CIs, n, failures per metric and group
+        if after is not None:  # e.g. results.json (decafbench.results), still under the folder's lock
+            after(self.dir)
         self.close()  # the record is complete: the folder is free again
         return table if isinstance(table, pd.DataFrame) else None
 

@@ -39,6 +39,7 @@ def evaluate_command(
 
     from decafbench.benchmarks.registry import get_benchmark
     from decafbench.evaluate import EvalOptions, evaluate, summarize, summary_table
+    from decafbench.results import write_results_lenient
     from decafbench.runstore import MANIFEST, TABLE, RunWriter, base_manifest
 
     options = EvalOptions(missing=missing, workers=workers, limit=limit).validate()  # type: ignore[arg-type]
@@ -63,7 +64,7 @@ def evaluate_command(
             rows = evaluate(bench, pred, options, on_expression=lambda k: progress.advance(task, k), done=done,
                             on_rows=lambda new: [writer.add(r) for r in new])
         keys = [(r["video"], r["exp_id"]) for r in rows]
-        writer.finalize(keys=keys, summarize=lambda rs: summarize(rs, bench.metrics))
+        writer.finalize(keys=keys, summarize=lambda rs: summarize(rs, bench.metrics), after=write_results_lenient)
     except BaseException:
         writer.close()
         if created:
