@@ -84,6 +84,12 @@ class RunConfig:
     reuse: bool = True
     prefix_reuse: bool = True
     allow_failures: bool = False
+    #: who runs the jobs: "local" (this process) or "ray" (one actor per worker); never
+    #: part of a record's identity, since results do not depend on it
+    executor: str = "local"
+    workers: int | None = None  # None: 1 locally, 2 on Ray
+    ray_address: str | None = None  # None: start a local Ray instance
+    gpus_per_worker: float = 0.0
     #: where the settings came from (None: the command line; else the sweep file), for messages
     source: str | None = field(default=None, compare=False, repr=False)
 
@@ -126,8 +132,13 @@ class RunConfig:
             "variants": [v.label for v in self.variants], "masks": [m.label for m in self.masks],
             "sam2": self.sam2, "out": str(self.out), "cache_dir": _str(self.cache_dir), "seed": self.seed,
             "limit": self.limit, "reuse": self.reuse, "prefix_reuse": self.prefix_reuse,
-            "allow_failures": self.allow_failures,
+            "allow_failures": self.allow_failures, "executor": self.executor, "workers": self.n_workers,
+            "ray_address": self.ray_address, "gpus_per_worker": self.gpus_per_worker,
         }
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers if self.workers is not None else (2 if self.executor == "ray" else 1)
 
     def identity(self) -> dict:
         """What makes two runs the same run (for resuming a record folder).
@@ -142,7 +153,8 @@ class RunConfig:
         return replace(self, **changes)
 
 
-_NOT_IDENTITY = ("variants", "masks", "out", "cache_dir", "limit", "reuse", "prefix_reuse", "allow_failures")
+_NOT_IDENTITY = ("variants", "masks", "out", "cache_dir", "limit", "reuse", "prefix_reuse", "allow_failures",
+                 "executor", "workers", "ray_address", "gpus_per_worker")
 
 
 def _str(path: Path | None) -> str | None:
@@ -207,6 +219,10 @@ def _check_device(c: RunConfig) -> None:
         raise c.fail("device", f"must be cpu, cuda, cuda:N or mps, not {c.device!r}")
     if m.group(1) != "cuda":
         return
+    if c.executor == "ray":
+        if m.group(2):
+            raise c.fail("device", f"{c.device!r}: Ray gives each worker its own GPUs; use cuda")
+        return  # the GPUs are the cluster's, not this machine's: checked when Ray starts
     import torch
 
     if not torch.cuda.is_available():
@@ -214,6 +230,31 @@ def _check_device(c: RunConfig) -> None:
     index = int(m.group(2) or 0)
     if index >= torch.cuda.device_count():
         raise c.fail("device", f"{c.device!r} asked for, but there are {torch.cuda.device_count()} GPUs")
+
+
+def _check_executor(c: RunConfig) -> None:
+    from .executors import EXECUTORS, ray_available
+
+    if c.executor not in EXECUTORS:
+        raise c.fail("executor", f"unknown executor {c.executor!r} (known: {', '.join(EXECUTORS)})")
+    if c.workers is not None and c.workers < 1:
+        raise c.fail("workers", f"must be >= 1, got {c.workers}")
+    if c.gpus_per_worker < 0:
+        raise c.fail("gpus_per_worker", f"must be >= 0, got {c.gpus_per_worker}")
+    if c.executor == "local":
+        from .settings import where
+
+        ray = f"{where('executor', c.source)} ray" if c.source is None else "executor = \"ray\""
+        if c.workers not in (None, 1):
+            raise c.fail("workers", f"the local executor runs one worker, not {c.workers} (use {ray})")
+        for key in ("ray_address", "gpus_per_worker"):
+            if getattr(c, key):
+                raise c.fail(key, f"needs {ray}")
+        return
+    if not ray_available():
+        raise c.fail("executor", "ray needs the ray package: pip install 'decafbench[ray]'")
+    if c.gpus_per_worker > 0 and not c.device.startswith("cuda"):
+        raise c.fail("gpus_per_worker", f"{c.gpus_per_worker:g} GPUs per worker with device {c.device!r}; use device cuda")
 
 
 def _check_fusion(c: RunConfig) -> None:
@@ -258,7 +299,8 @@ def _check_sam2(c: RunConfig) -> None:
 
 
 _CHECKS: tuple[Callable[[RunConfig], None], ...] = (
-    _check_counts, _check_rollout, _check_fusion, _check_paths, _check_sam2, _check_device, _check_names)
+    _check_counts, _check_executor, _check_rollout, _check_fusion, _check_paths, _check_sam2, _check_device,
+    _check_names)
 
 
 def _probe_folder(c: RunConfig, key: str, path: Path) -> None:

@@ -75,6 +75,13 @@ class LocalExecutor:
             raise InputError(f"--workers: the local executor runs one worker, not {workers} (use --executor ray)")
         self.workers = 1
         self.worker_spec: Any = None  # the loaded adapter's spec, for the manifests
+        self._preloaded: Any = None
+
+    def preload(self, make_worker: Callable[[], Any]) -> None:
+        """Load the next run's worker now (e.g. before a progress display, so a load error
+        is the only line printed); the next :meth:`run` uses it instead of making one."""
+        self._preloaded = make_worker()
+        self._preloaded.load()
 
     def __enter__(self) -> "LocalExecutor":
         return self
@@ -86,10 +93,12 @@ class LocalExecutor:
             on_result: Callable[[JobResult], None], on_event: Callable[[str], None] | None = None) -> None:
         if not any(groups):
             return
-        if on_event:
-            on_event("loading models")
-        worker = make_worker()
-        worker.load()
+        worker, self._preloaded = self._preloaded, None
+        if worker is None:
+            if on_event:
+                on_event("loading models")
+            worker = make_worker()
+            worker.load()
         self.worker_spec = _spec(worker)
         if on_event:
             on_event("running")
@@ -105,10 +114,16 @@ class RayWorkerActor:
     """The body of one Ray actor: a loaded Worker. Wrapped by ``ray.remote`` at start."""
 
     def __init__(self, make_worker: Callable[[], Any]):
-        self.worker = make_worker()
-        self.worker.load()
+        self.error: str | None = None
+        try:
+            self.worker = make_worker()
+            self.worker.load()
+        except InputError as exc:  # bad input found while loading: the driver says it in one line
+            self.error = str(exc)
 
     def ready(self) -> tuple[int, str, Any]:
+        if self.error is not None:
+            raise InputError(self.error)
         return os.getpid(), socket.gethostname(), _spec(self.worker)
 
     def process(self, job) -> tuple[list, float, int]:
@@ -296,6 +311,10 @@ class RayExecutor:
                 except RayActorError as exc:  # its models did not load
                     self._load_errors.append(_first_line(exc))
                     self._lost(slot, [], _first_line(exc))
+                except RayTaskError as exc:  # bad input met while loading: every worker would meet it
+                    if isinstance(exc.cause, InputError):
+                        raise InputError(str(exc.cause)) from None
+                    raise
             else:
                 slot = running[ref]
                 in_order = list(slot.outstanding.values())  # submission order: the first is running
@@ -348,9 +367,9 @@ def make_executor(name: str = "local", workers: int | None = None, ray_address: 
     """The executor a run's settings ask for (checked; Ray itself starts on ``__enter__``)."""
     if name == "local":
         if ray_address:
-            raise InputError("--ray-address needs --executor ray")
+            raise InputError("--ray-address: needs --executor ray")
         if gpus_per_worker:
-            raise InputError("--gpus-per-worker needs --executor ray")
+            raise InputError("--gpus-per-worker: needs --executor ray")
         return LocalExecutor(1 if workers is None else workers)
     if name == "ray":
         return RayExecutor(workers=2 if workers is None else workers, address=ray_address,
@@ -375,7 +394,9 @@ def worker_config(config):
         changes["cache_dir"] = config.cache_dir.resolve()
     if config.root is not None:
         changes["root"] = config.root.resolve()
-    return config.with_changes(**changes)
+    from dataclasses import replace
+
+    return replace(config, **changes)
 
 
 def run_jobs(driver, jobs: Sequence[Any], executor, progress=None):

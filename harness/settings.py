@@ -46,6 +46,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "reuse": ("bool", "encode the visual input once per view"),
     "prefix_reuse": ("bool", "prefill the prompts' shared prefix once per view"),
     "allow_failures": ("bool", "exit 0 even when some expressions failed"),
+    "executor": ("str", "local (this process) or ray (one actor per worker)"),
+    "workers": ("int?", "workers (Ray actors) of executor ray; default 2"),
+    "ray_address": ("str?", "join this Ray cluster (HOST:PORT); default: start a local Ray instance"),
+    "gpus_per_worker": ("float", "GPUs each Ray worker reserves (a fraction shares a GPU)"),
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -55,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "variant": ["decaf"], "masks": "both", "point_threshold": 0.8, "final_score_threshold": 0.8,
     "sam2": "tiny", "out": Path("results/embedded"), "cache": Path("results/cache"), "seed": 0,
     "limit": None, "reuse": True, "prefix_reuse": True, "allow_failures": False,
+    "executor": "local", "workers": None, "ray_address": None, "gpus_per_worker": 0.0,
 }
 
 
@@ -84,7 +89,8 @@ def build(cls: type, mapping: Mapping[str, Any], source: str | None):
         variants=tuple(variant_specs(s["variant"], source)),
         masks=tuple(mask_specs(s["masks"], s["point_threshold"], s["final_score_threshold"], source)),
         sam2=s["sam2"], out=s["out"], cache_dir=s["cache"], seed=s["seed"], limit=s["limit"], reuse=s["reuse"],
-        prefix_reuse=s["prefix_reuse"], allow_failures=s["allow_failures"], source=source,
+        prefix_reuse=s["prefix_reuse"], allow_failures=s["allow_failures"], executor=s["executor"],
+        workers=s["workers"], ray_address=s["ray_address"], gpus_per_worker=s["gpus_per_worker"], source=source,
     )
 
 

@@ -121,7 +121,7 @@ def test_local_executor_never_imports_ray():
     (dict(name="dask"), "unknown executor 'dask'"),
     (dict(name="ray", workers=0), "--workers: must be >= 1"),
     (dict(name="local", workers=2), "use --executor ray"),
-    (dict(name="local", ray_address="10.0.0.1:6379"), "--ray-address needs --executor ray"),
+    (dict(name="local", ray_address="10.0.0.1:6379"), "--ray-address: needs --executor ray"),
     (dict(name="ray", gpus_per_worker=-1), "--gpus-per-worker: must be >= 0"),
 ])
 def test_bad_executor_settings_are_one_line_errors(kwargs, message):

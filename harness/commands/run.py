@@ -8,44 +8,49 @@ from typing import List, Optional
 import typer
 
 
-def execute(config, command: list[str]) -> None:
-    """Run a config with a progress bar, print the leaderboard of its records; exit 1 when
-    any expression failed (unless ``allow_failures``)."""
+def execute(configs, command: list[str], leaderboard: Path | None = None) -> None:
+    """Run one config (or a sweep's (model, benchmark) pairs) on one executor under one progress
+    display, then print one leaderboard over all their records; exit 1 when any expression
+    failed (unless ``allow_failures``)."""
+    import functools
+
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
-    from decafbench.driver import RunDriver, run_local
-    from decafbench.pipeline import Worker
-
-    console = Console(stderr=True)
-    driver = RunDriver(config, command)
-    jobs = driver.prepare()  # every check that needs no model: bad settings exit 2 here
-    worker = None
-    if jobs:
-        with console.status("loading models"):
-            worker = Worker(config).load()
-    columns = (TextColumn("[bold]decaf run"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("run", total=len(jobs), rate="")
-
-        def advance(k: int) -> None:
-            progress.advance(task, k)
-            speed = progress.tasks[0].speed
-            progress.update(task, rate=f"{speed:.2f} expr/s" if speed else "")
-
-        result = run_local(driver, jobs, worker, on_progress=advance)
     from rich.markup import escape
 
-    for e in result.errors[:10]:
+    from decafbench.driver import RunDriver
+    from decafbench.executors import make_executor, run_jobs
+    from decafbench.pipeline import Worker
+    from decafbench.progress import RunProgress
+
+    configs = list(configs) if isinstance(configs, (list, tuple)) else [configs]
+    first = configs[0]
+    console = Console(stderr=True)
+    drivers = [RunDriver(c, command) for c in configs]
+    jobs = [d.prepare() for d in drivers]  # every check that needs no model: bad settings exit 2 here
+    executor = make_executor(first.executor, first.workers, first.ray_address, first.gpus_per_worker)
+    if executor.name == "local" and jobs[0]:
+        # load before the progress display, so a load-time error (rollout range) is one line
+        with console.status("loading models"):
+            executor.preload(functools.partial(Worker, first))
+    results = []
+    with executor:  # Ray starts (or is joined) here: an unreachable address exits 2, no model loaded
+        with RunProgress("decaf sweep" if len(configs) > 1 else "decaf run", console=console) as progress:
+            progress.start(sum(len(j) for j in jobs))
+            for driver, pending in zip(drivers, jobs):
+                results.append(run_jobs(driver, pending, executor, progress))
+    errors = [e for r in results for e in r.errors]
+    for e in errors[:10]:
         console.print(f"[red]failed[/red] {escape(e)}", highlight=False)
-    console.print(f"{result.expressions} expressions, {result.failed} failed; attention cache: {result.cache_hits} hits, "
-                  f"{result.cache_misses} misses; records: {config.out}", markup=False)
-    if result.scored:
-        write_leaderboard(result.paths, config.out / "leaderboard.md", seed=config.seed)
-    if result.failed and not config.allow_failures:
-        console.print(f"error: {result.failed} of {result.expressions} expressions failed (their rows say why; "
+    n, failed = sum(r.expressions for r in results), sum(r.failed for r in results)
+    hits, misses = sum(r.cache_hits for r in results), sum(r.cache_misses for r in results)
+    out = leaderboard.parent if leaderboard is not None else first.out
+    console.print(f"{n} expressions, {failed} failed; attention cache: {hits} hits, {misses} misses; "
+                  f"records: {out}", markup=False)
+    scored = [p for r in results if r.scored for p in r.paths]
+    if scored:
+        write_leaderboard(scored, leaderboard or first.out / "leaderboard.md", seed=first.seed)
+    if failed and not all(c.allow_failures for c in configs):
+        console.print(f"error: {failed} of {n} expressions failed (their rows say why; "
                       "a rerun retries them; --allow-failures exits 0)", markup=False)
         raise typer.Exit(1)
 
@@ -100,6 +105,14 @@ def run_command(
                                       "and queries: GPU memory)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (each expression derives its own from it)."),
     allow_failures: bool = typer.Option(False, "--allow-failures", help="Exit 0 even when some expressions failed."),
+    executor: str = typer.Option("local", "--executor", help="local (this process) or ray (one actor per worker, "
+                                 "jobs pulled dynamically, faults retried)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Ray workers (actors), each loading the models "
+                                          "once (default 2)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster (HOST:PORT, as "
+                                              "'ray start --head' prints); default: start a local Ray instance."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="GPUs each Ray worker reserves (0.5: two "
+                                          "workers share a GPU); use with --device cuda."),
 ) -> None:
     """Run DecAF end to end and score it. With no arguments: the embedded benchmark and tiny models.
 
@@ -115,6 +128,8 @@ def run_command(
             --sam2 configs/sam2.1/sam2.1_hiera_l.yaml:ckpt/sam2.1_hiera_large.pt --device cuda --dtype bfloat16
 
         decaf run --variant decaf --variant no-smoothing --variant decaf:sigma=2 --masks coarse
+
+        decaf run --executor ray --workers 8 --gpus-per-worker 1 --device cuda --ray-address HEAD:6379 ...
     """
     settings = dict(locals())  # exactly the options above, by their setting names
     import sys
@@ -149,12 +164,17 @@ def sweep_command(config: Path = typer.Argument(..., help="Sweep file (TOML)."))
         point_threshold = [0.7, 0.8, 0.9]
 
     Then: decaf sweep sweep.toml
+
+    model and benchmark may be lists: every (model, benchmark) pair gets its records under
+    OUT/MODEL/BENCHMARK/ and OUT/leaderboard.md ranks them all. executor = "ray" and
+    workers = N run it on Ray.
     """
     import sys
 
-    from decafbench.sweep import load_sweep
+    from decafbench.sweep import load_sweep_configs
 
-    execute(load_sweep(config), ["decaf", *sys.argv[1:]])
+    configs, out = load_sweep_configs(config)
+    execute(configs, ["decaf", *sys.argv[1:]], leaderboard=out / "leaderboard.md")
 
 
 def register(app: typer.Typer) -> None:
