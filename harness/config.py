@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -232,8 +233,12 @@ def _check_device(c: RunConfig) -> None:
         raise c.fail("device", f"{c.device!r} asked for, but there are {torch.cuda.device_count()} GPUs")
 
 
+#: who may run a run's jobs (decafbench.executors implements them)
+EXECUTORS = ("local", "ray")
+
+
 def _check_executor(c: RunConfig) -> None:
-    from .executors import EXECUTORS, ray_available
+    from importlib.util import find_spec
 
     if c.executor not in EXECUTORS:
         raise c.fail("executor", f"unknown executor {c.executor!r} (known: {', '.join(EXECUTORS)})")
@@ -251,7 +256,7 @@ def _check_executor(c: RunConfig) -> None:
             if getattr(c, key):
                 raise c.fail(key, f"needs {ray}")
         return
-    if not ray_available():
+    if "ray" not in sys.modules and find_spec("ray") is None:
         raise c.fail("executor", "ray needs the ray package: pip install 'decafbench[ray]'")
     if c.gpus_per_worker > 0 and not c.device.startswith("cuda"):
         raise c.fail("gpus_per_worker", f"{c.gpus_per_worker:g} GPUs per worker with device {c.device!r}; use device cuda")

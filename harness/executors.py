@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
+from .config import EXECUTORS  # noqa: F401 - re-exported
 from .errors import InputError
 
-EXECUTORS = ("local", "ray")
 #: the local Ray instance decaf starts: small, so it fits beside everything else on a workstation
 LOCAL_OBJECT_STORE_BYTES = 200 * 1024 * 1024
 
@@ -375,14 +374,6 @@ def make_executor(name: str = "local", workers: int | None = None, ray_address: 
         return RayExecutor(workers=2 if workers is None else workers, address=ray_address,
                            gpus_per_worker=gpus_per_worker)
     raise InputError(f"--executor: unknown executor {name!r} (known: {', '.join(EXECUTORS)})")
-
-
-def ray_available() -> bool:
-    if "ray" in sys.modules:
-        return True
-    from importlib.util import find_spec
-
-    return find_spec("ray") is not None
 
 
 # -- the driver's side ------------------------------------------------------------------------------
