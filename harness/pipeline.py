@@ -13,6 +13,7 @@ the driver's part (:mod:`decafbench.driver`); an executor (local, or a Ray actor
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -167,7 +168,10 @@ class Worker:
         fields = {"adapter": spec.family, "checkpoint": spec.checkpoint, "adapter_config": spec.config,
                   "prompts": self.prompts.to_dict(), "prompt_revision": prompt_key(c.prompt_version),
                   "frames": file_digest(key_paths), "key_frames": key_idx, "expression": text,
-                  "max_new_tokens": c.max_new_tokens}
+                  "max_new_tokens": c.max_new_tokens,
+                  # every model argument may change the model (a tiny model's seed, a token budget
+                  # an adapter's spec does not list): part of the key, so maps are never shared
+                  "model_args": json.loads(json.dumps(dict(c.model_args), sort_keys=True, default=str))}
         key = cache_key(fields)
         maps = self.cache.get(key)
         if maps is None:
