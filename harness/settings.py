@@ -8,13 +8,13 @@ error naming the setting; ranges and names are checked by ``RunConfig.validate``
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import json
 from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import InputError
+from .registry import did_you_mean
 
 #: setting -> (type, help). Types: str, path, int, float, bool, dict, plus ``?`` for "may be
 #: empty (None)", ``floats`` (one value or a list: crossed into SAM2 mask settings) and the
@@ -77,8 +77,7 @@ def build(cls: type, mapping: Mapping[str, Any], source: str | None):
 
     unknown = [k for k in mapping if k not in SETTINGS]
     if unknown:
-        close = difflib.get_close_matches(str(unknown[0]), list(SETTINGS), n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(unknown[0]), SETTINGS, n=1, cutoff=0.6)
         raise InputError(f"unknown setting {unknown[0]!r}{hint} (known: {', '.join(SETTINGS)})", source)
     s = {k: _coerce(k, v, source) for k, v in {**DEFAULTS, **mapping}.items()}
     return cls(

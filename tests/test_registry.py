@@ -73,3 +73,13 @@ def test_object_targets_are_checked_when_registered_and_can_be_removed():
     assert "child" not in reg and reg.names() == []
     with pytest.raises(RegistryError, match="unknown thing 'child'"):
         reg.remove("child")
+
+
+def test_did_you_mean_lives_in_one_place():
+    """Registries, fusion parameters, sweep keys and run settings all use the one helper."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    users = sorted(str(p.relative_to(root)) for folder in ("harness", "adapters", "benchmarks")
+                   for p in (root / folder).rglob("*.py") if "difflib" in p.read_text())
+    assert users == ["harness/registry.py"]
