@@ -148,7 +148,7 @@ def main() -> None:
                 "-j", "2"], ns.trials, rng, work)
         if ns.only in (None, "run"):
             results["run"] = trials("run", lambda out: [
-                "run", "--masks", "coarse", "--frames", "8", "--out", str(out), "--cache", str(out / "cache")],
+                "run", "--masks", "coarse", "--frames", "8", "--limit", "4", "--out", str(out), "--cache", str(out / "cache")],
                 ns.trials, rng, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)

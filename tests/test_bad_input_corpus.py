@@ -12,7 +12,7 @@ thing, runs one ``decaf`` command through typer's test runner and asserts:
   output folder; and a failed ``evaluate`` or ``export`` leaves no output behind.
 
 No model is loaded: the cases run ``evaluate``, ``export``, ``show``, ``report`` and
-``benchmarks``. README "Bad input" reports the count.
+``benchmarks``, and ``run`` with inputs refused before any model loads. README "Bad input" reports the count.
 """
 
 from __future__ import annotations
@@ -203,12 +203,24 @@ def _evil_record(w: World) -> None:
     (rec / "per_expression.csv").write_text("video,exp_id,split,J,F,JF,error\nv,0,,0.5,0.5,0.5,\n")
 
 
-def _lock_holder(w: World) -> None:
+def _record_of_kind(w: World, kind: str) -> None:
+    rec = w.out / "decaf__coarse"
+    rec.mkdir(parents=True)
+    (rec / "manifest.json").write_text(json.dumps({"kind": kind, "benchmark": "mevis"}))
+
+
+def _run(w: World, *extra: str) -> list[str]:
+    return ["run", "-b", "mevis", "--root", str(w.data), "--masks", "coarse", "--out", str(w.out), "--no-cache",
+            *extra]
+
+
+def _lock_holder(w: World, folder: Path | None = None) -> None:
     """A live process holding the output folder's lock."""
-    w.out.mkdir()
+    folder = folder or w.out
+    folder.mkdir(parents=True)
     code = ("import sys,time; from decafbench.locks import RecordLock; lock = RecordLock(sys.argv[1]).acquire(); "
             "print('locked', flush=True); time.sleep(60)")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(w.out)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
     w.holder = proc  # type: ignore[attr-defined]
 
@@ -353,7 +365,7 @@ CASES: list[Case] = [
          lambda w: [str(w.out), "kind 'run'"], out_must_not_exist=False),
     Case("evaluate-into-unfinished-run", lambda w: _run_record_in_out(w, False), _evaluate,
          lambda w: [str(w.out), "kind 'run'"], out_must_not_exist=False),
-    Case("evaluate-folder-locked", _lock_holder, _evaluate,
+    Case("evaluate-folder-locked", lambda w: _lock_holder(w), _evaluate,
          lambda w: [str(w.out), "in use by pid", "on host"], out_must_not_exist=False),
     # -- records read by show / report --------------------------------------------------------------------
     Case("report-no-manifest", lambda w: (w.record / "manifest.json").unlink(),
@@ -381,6 +393,15 @@ CASES: list[Case] = [
     Case("show-out-under-file", lambda w: w.out.write_text("x"),
          lambda w: ["show", str(w.record), "--video", "synth000", "--exp", "0", "--out", str(w.out / "f.png")],
          lambda w: ["f.png", "parent of it is a file"], out_must_not_exist=False),
+    # -- decaf run: everything below fails before any model loads --------------------------------------
+    Case("run-video-id-dotdot", lambda w: w.rename_video("synth000", "../../../elsewhere/r"), _run,
+         lambda w: [str(w.meta_path), "video id"]),
+    Case("run-exp-id-slash", lambda w: w.rename_expression("synth001", "0", "a/b"), _run,
+         lambda w: [str(w.meta_path), "expression id", "path separator"]),
+    Case("run-into-evaluate-record", lambda w: _record_of_kind(w, "evaluate"), _run,
+         lambda w: [str(w.out / "decaf__coarse"), "kind 'evaluate'"], out_must_not_exist=False),
+    Case("run-folder-locked", lambda w: _lock_holder(w, w.out / "decaf__coarse"), _run,
+         lambda w: [str(w.out / "decaf__coarse"), "in use by pid"], out_must_not_exist=False),
     # -- benchmarks commands ------------------------------------------------------------------------
     Case("convert-pickle-without-trust", lambda w: _davis_world(w, pickled=True),
          lambda w: ["benchmarks", "convert", "--root", str(w.root / "davis")],
