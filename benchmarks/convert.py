@@ -94,6 +94,11 @@ def export_submission(bench: Benchmark, pred: str | Path, out: str | Path) -> in
     out = Path(out)
     if out.is_dir():
         raise InputError("--out is a folder; give the zip file to write", out)
+    for parent in out.parents:  # checked before the work, not after it
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"--out: its parent {parent} is a file, not a folder", out)
+            break
     jobs: list[tuple[Path, str]] = []
     missing: list[Path] = []
     sizes: dict[str, tuple[int, int]] = {}

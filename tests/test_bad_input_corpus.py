@@ -320,6 +320,8 @@ CASES: list[Case] = [
          lambda w: [str(w.pred), "masks missing"]),
     Case("export-out-is-folder", lambda w: (w.out / "sub.zip").mkdir(parents=True), _export,
          lambda w: ["sub.zip", "is a folder"], out_must_not_exist=False),
+    Case("export-out-under-file", lambda w: w.out.write_text("x"), _export,
+         lambda w: [str(w.out / "sub.zip"), "is a file"], out_must_not_exist=False),
     # -- malformed dataset files ------------------------------------------------------------------------
     Case("meta-malformed-json", _set(lambda w: w.meta_path, "{\"videos\": "), _evaluate,
          lambda w: [str(w.meta_path), "malformed JSON"]),
