@@ -67,3 +67,18 @@ def test_garbled_scores_do_not_kill_a_finishing_run(tmp_path):
     assert doc["results"] == {} and "row 4" in doc["error"] and "percent" in doc["error"]
     with pytest.raises(InputError, match="row 4"):
         write_results(tmp_path / "g")
+
+
+def test_a_failed_run_expression_carries_its_empty_mask_scores():
+    """What decaf run writes into a failed row: the expression scored as an empty mask."""
+    from decafbench.benchmarks.registry import get_benchmark
+    from decafbench.metrics import jaccard
+    from decafbench.pipeline import Worker
+
+    worker = Worker.__new__(Worker)
+    worker.benchmark = get_benchmark("embedded")
+    expr = worker.benchmark.expressions()[0]
+    scores = worker._empty_mask_scores(expr)
+    gt = worker.benchmark.ground_truth(expr).masks
+    assert scores["J"] == pytest.approx(float(jaccard(gt, np.zeros_like(gt)).mean()))
+    assert {"J", "F", "JF", "J_recall", "J_decay"} <= set(scores) and "error" not in scores
