@@ -11,6 +11,24 @@ from decafbench.errors import InputError
 DTYPES = ("float32", "bfloat16", "float16")
 
 
+def resolve_dtype(dtype: str, device: str = "cpu") -> str:
+    """``auto`` -> bfloat16 on CUDA (the official precision), float32 elsewhere; names pass through."""
+    if dtype == "auto":
+        return "bfloat16" if str(device).startswith("cuda") else "float32"
+    return dtype
+
+
+def prefix_reuse_default(dtype: str) -> bool:
+    """Whether shared-prefix reuse is on by default in ``dtype``.
+
+    Prefilling the shared prefix once and each prompt's suffix on its cache runs matmuls of
+    other shapes than one full prefill. In float32 the maps agree to ~1e-6 and the greedy
+    answers match; in bfloat16/float16 the rounding is large enough to flip a greedy token, so
+    there the default is the official full prefill and reuse is opt-in.
+    """
+    return dtype in ("float32", "float64")
+
+
 def torch_dtype(dtype: str) -> Any:
     import torch
 
@@ -23,7 +41,8 @@ def prompt_words() -> list[str]:
     """Every word of every registered prompt wording (keeps tiny tokenizers' prompts short)."""
     from decafbench.prompts import PROMPTS, get_prompts
 
-    return [w for name in PROMPTS.names() for w in " ".join(get_prompts(name).to_dict().values()).split()]
+    sets = [get_prompts(name) for name in PROMPTS.names()]
+    return [w for p in sets for w in " ".join((p.object, p.choice, p.background)).split()]
 
 
 def load_checked(checkpoint: str, model_types: tuple[str, ...], model_cls: Any, proc_cls: Any, dt: Any, attn: str,

@@ -309,32 +309,26 @@ def load_frames(paths: Sequence[Path]) -> list:
     return images
 
 
-def extract_maps(adapter, key_frames: list, expression: str, prompts, max_new_tokens: int = 8):
-    """The four prompts in two views (method section 2) -> :class:`MapsRecord`."""
+def extract_maps(adapter, key_frames: list, expression: str, prompts, max_new_tokens: int = 128):
+    """The four prompts in two views (method section 2, official order) -> :class:`MapsRecord`."""
     from .cache import MapsRecord
-    from .prompts import clean_answer
+    from .prompts import run_dialogue
 
     t0 = time.perf_counter()
     video = adapter.open(key_frames, "video")
     frame = adapter.open(key_frames, "frame")
-    obj_prompt = prompts.object_prompt(expression)
-    obj_v = adapter.attend(video, obj_prompt, max_new_tokens=max_new_tokens)
-    obj_f = adapter.attend(frame, obj_prompt, max_new_tokens=max_new_tokens)
-    candidates = [clean_answer(t) for t in obj_v.texts + obj_f.texts]
-    obj_name = clean_answer(adapter.answer(prompts.choice_prompt(expression, candidates), max_new_tokens=max_new_tokens))
-    obj_name = obj_name or next((c for c in candidates if c), "object")
-    bg_prompt = prompts.background_prompt(obj_name)
-    bg_v = adapter.attend(video, bg_prompt, max_new_tokens=max_new_tokens)
-    bg_f = adapter.attend(frame, bg_prompt, max_new_tokens=max_new_tokens)
+    d = run_dialogue(adapter, video, frame, expression, prompts, max_new_tokens)
+    r = d.results
     counters: dict[str, float] = {}
     for session in (video, frame):
         for k, v in session.counters.items():
             counters[k] = counters.get(k, 0) + v
     counters["seconds"] = time.perf_counter() - t0
-    texts = {"object_video": obj_v.texts, "object_frame": obj_f.texts, "obj_name": obj_name,
-             "background_video": bg_v.texts, "background_frame": bg_f.texts}
-    return MapsRecord(obj_v.attention, bg_v.attention, obj_f.attention, bg_f.attention,
-                      temporal_stride=obj_v.temporal_stride, texts=texts, stats=counters)
+    texts = {"object_video": r["object_video"].texts, "object_frame": r["object_frame"].texts, "obj_name": d.object_word,
+             "background_video": r["background_video"].texts, "background_frame": r["background_frame"].texts}
+    return MapsRecord(r["object_video"].attention, r["background_video"].attention, r["object_frame"].attention,
+                      r["background_frame"].attention, temporal_stride=r["object_video"].temporal_stride, texts=texts,
+                      stats=counters)
 
 
 def subset_ground_truth(gt, frames: Sequence[str]):
