@@ -132,6 +132,15 @@ class Adapter(ABC):
     def answer(self, prompt: str, *, max_new_tokens: int = 8) -> str:
         """Greedy answer to a text-only prompt (the object-choice step)."""
 
+    # -- introspection (``decaf inspect``) ---------------------------------------------------
+    def layout(self, session: Session, prompt: str) -> "ViewLayout":
+        """What the model is given for ``prompt`` on an opened view (see :class:`ViewLayout`).
+
+        Every family should implement it (``decaf inspect`` prints it, and it is how a new
+        adapter is checked against its official preprocessing); the default says it is missing.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not report its input layout (Adapter.layout)")
+
 
 #: AdapterOptions fields a direct caller may pass as loose keywords to a built-in from_checkpoint
 OPTION_FIELDS = ("dtype", "device", "rollout", "reuse", "prefix_reuse")
@@ -163,3 +172,36 @@ def load_with_options(loader: Any, family: str, checkpoint: str, options: Adapte
     if bad:
         raise InputError(f"model_args: {family} takes no argument {bad[0]!r} (known: {', '.join(known) or 'none'})")
     return loader(checkpoint, **fixed, **dict(options.model_args))
+
+
+@dataclass(frozen=True)
+class ViewLayout:
+    """The model input of one prompt on one view, as ``decaf inspect`` reports it.
+
+    ``frame_size``: ``(H, W)`` pixels of each key frame as given to the model (after the
+    family's resize rule; for tiled inputs, the size of one tile grid's canvas).
+    ``grid``: ``(t, h, w)`` of the attention map the view yields. ``visual_tokens``: visual
+    tokens in one sequence (frame view: per frame). ``temporal_positions``: the temporal rotary
+    index of each temporal grid step, relative to the first visual token (Qwen's 3D RoPE), or
+    None for families without one. ``system_prompt``: the system message the adapter sends, or
+    None when it leaves the chat template's own default. ``extra``: family-specific facts
+    (e.g. ``second_per_grid_ts``, tile counts).
+    """
+
+    view: View
+    frame_size: tuple[int, int]
+    grid: tuple[int, int, int]
+    visual_tokens: int
+    temporal_positions: list[int] | None = None
+    system_prompt: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "frame_size": list(self.frame_size),
+            "grid": list(self.grid),
+            "visual_tokens": int(self.visual_tokens),
+            "temporal_positions": None if self.temporal_positions is None else [int(x) for x in self.temporal_positions],
+            "system_prompt": self.system_prompt,
+            **({"extra": dict(self.extra)} if self.extra else {}),
+        }

@@ -42,6 +42,16 @@ SPECIAL_TOKENS = [
 TINY_INIT_RANGE = 0.3
 
 
+def build_tiny_tokenizer() -> Any:
+    """The tiny checkpoints' tokenizer: trained locally on the prompt vocabulary, Qwen's special
+    tokens and chat template, padding on the left (deterministic; the golden fixtures use it too)."""
+    from .tiny import build_tokenizer
+
+    tok = build_tokenizer(SPECIAL_TOKENS, chat_template=CHAT_TEMPLATE, extra_words=prompt_words())
+    tok.padding_side = "left"
+    return tok
+
+
 def build_tiny(version: str = "2", seed: int = 0, attn_implementation: str = "sdpa",
                initializer_range: float = TINY_INIT_RANGE) -> tuple[Any, Any]:
     """A random-weight Qwen2-VL (``"2"``) or Qwen2.5-VL (``"2.5"``) of the real architecture with
@@ -49,11 +59,9 @@ def build_tiny(version: str = "2", seed: int = 0, attn_implementation: str = "sd
     """
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    from .tiny import build_tokenizer, seeded
+    from .tiny import seeded
 
-    words = prompt_words()
-    tok = build_tokenizer(SPECIAL_TOKENS, chat_template=CHAT_TEMPLATE, extra_words=words)
-    tok.padding_side = "left"
+    tok = build_tiny_tokenizer()
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     text = dict(
         vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
@@ -76,8 +84,9 @@ def build_tiny(version: str = "2", seed: int = 0, attn_implementation: str = "sd
     elif version == "2.5":
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
+        # tokens_per_second: the released Qwen2.5-VL checkpoints' value (the config class default is 4)
         vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=64, window_size=56,
-                      fullatt_block_indexes=[1], initializer_range=initializer_range)
+                      fullatt_block_indexes=[1], tokens_per_second=2, initializer_range=initializer_range)
         config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, initializer_range=initializer_range, **common)
         model_cls, proc_cls = Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
     else:

@@ -29,7 +29,7 @@ def _frames(n=T, size=(120, 200), seed=0):
 def adapter():
     from decafbench.adapters.registry import create_adapter
 
-    return create_adapter("qwen2-vl:tiny", video_tokens_per_frame=16, image_tokens=64)
+    return create_adapter("qwen2-vl:tiny", video_tokens_per_frame=16)
 
 
 def test_tiny_loads_offline_and_spec(adapter):
@@ -157,7 +157,7 @@ def test_streaming_equals_batch_rollout_from_eager(adapter):
 def test_rollout_layers_and_head_weighting_options():
     from decafbench.adapters.registry import create_adapter
 
-    ad = create_adapter("qwen2-vl:tiny", rollout=RolloutConfig(start=1, head_weighting="mean"), video_tokens_per_frame=4, image_tokens=16)
+    ad = create_adapter("qwen2-vl:tiny", rollout=RolloutConfig(start=1, head_weighting="mean"), video_tokens_per_frame=4)
     assert ad.layers == range(1, 4)
     r = ad.attend(ad.open(_frames(2), "video"), PROMPT, max_new_tokens=1)
     assert r.attention.shape[0] == 1 and torch.isfinite(r.attention).all()
@@ -168,7 +168,7 @@ def test_rollout_layers_and_head_weighting_options():
 def test_qwen25_tiny_views():
     from decafbench.adapters.registry import create_adapter
 
-    ad = create_adapter("qwen2-vl:tiny-2.5", video_tokens_per_frame=16, image_tokens=64)
+    ad = create_adapter("qwen2-vl:tiny-2.5", video_tokens_per_frame=16)
     assert ad.model.config.model_type == "qwen2_5_vl"
     frames = _frames(4)
     v = ad.attend(ad.open(frames, "video"), PROMPT, max_new_tokens=2)
@@ -255,7 +255,28 @@ def test_prefix_reuse_same_maps_texts_fewer_tokens(adapter, view):
     assert shared.counters["vision_passes"] == full.counters["vision_passes"] == 1
     assert naive.counters["vision_passes"] == len(PROMPTS3)  # one encoder pass per prompt
     assert shared.counters["prompts"] == full.counters["prompts"] == len(PROMPTS3)
-    assert "prefix_reuse" not in adapter.spec().config  # work done, not outputs
+
+
+
+def test_prefix_reuse_default_by_dtype_and_keyed_in_spec():
+    """Issue 9 item 8: on by default only where exact enough (float32/64), and the spec (cache
+    key) says whether it was used."""
+    from decafbench.adapters.common import prefix_reuse_default, resolve_dtype
+    from decafbench.adapters.qwen2_vl import Qwen2VLAdapter
+
+    assert prefix_reuse_default("float32") and prefix_reuse_default("float64")
+    assert not prefix_reuse_default("bfloat16") and not prefix_reuse_default("float16")
+    assert resolve_dtype("auto", "cpu") == "float32" and resolve_dtype("auto", "cuda:0") == "bfloat16"
+    from decafbench.adapters.qwen2_vl_tiny import build_tiny
+
+    model, proc = build_tiny()
+    on = Qwen2VLAdapter(model, proc, checkpoint="tiny", dtype="float32")
+    off = Qwen2VLAdapter(model, proc, checkpoint="tiny", dtype="bfloat16")
+    opt_in = Qwen2VLAdapter(model, proc, checkpoint="tiny", dtype="bfloat16", prefix_reuse=True)
+    assert on.prefix_reuse and not off.prefix_reuse and opt_in.prefix_reuse
+    keys = [a.spec().config["prefix_reuse"] for a in (on, off, opt_in)]
+    assert keys == [True, False, True]
+    assert Qwen2VLAdapter(model, proc, checkpoint="tiny", reuse=False).spec().config["prefix_reuse"] is False
 
 
 @pytest.mark.slow
@@ -263,7 +284,7 @@ def test_prefix_reuse_exact_in_float64_qwen25():
     """In float64 the only difference (matmul shapes) rounds away: maps agree to ~1e-12."""
     from decafbench.adapters.registry import create_adapter
 
-    ad = create_adapter("qwen2-vl:tiny-2.5", video_tokens_per_frame=16, image_tokens=64, prefix_reuse=True)
+    ad = create_adapter("qwen2-vl:tiny-2.5", video_tokens_per_frame=16, prefix_reuse=True)
     ad.model.to(torch.float64)
     frames = _frames(4)
     for view in ("video", "frame"):
