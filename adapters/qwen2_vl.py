@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 
 from decafbench.errors import InputError
 
@@ -105,6 +105,8 @@ class Qwen2VLAdapter(Adapter):
     family = "qwen2-vl"
     supports_reuse = True
     supports_prefix_reuse = True
+    #: ``--model-args`` keys and types (see the module docstring)
+    MODEL_ARGS: ClassVar[dict[str, type]] = MODEL_ARGS
 
     def __init__(
         self,

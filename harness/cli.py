@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "decafbench.commands.method",
     "decafbench.commands.adapters",
     "decafbench.commands.run",
+    "decafbench.commands.inspect",
     "decafbench.commands.report",
 )
 
