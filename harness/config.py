@@ -69,11 +69,11 @@ class RunConfig:
     split: str | None = None
     model: str = "qwen2-vl:tiny"
     model_args: dict = field(default_factory=dict)
-    dtype: str = "float32"
+    dtype: str = "auto"
     device: str = "cpu"
     num_frames: int = 16
     prompt_version: str = "v0"
-    max_new_tokens: int = 8
+    max_new_tokens: int = 128
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     variants: tuple[VariantSpec, ...] = (VariantSpec("decaf"),)
     masks: tuple[MaskSpec, ...] = (MaskSpec("coarse"), MaskSpec("sam2"))
@@ -83,7 +83,8 @@ class RunConfig:
     seed: int = 0
     limit: int | None = None
     reuse: bool = True
-    prefix_reuse: bool = True
+    #: None: on where it is exact enough (float32/64), off in half precision (issue 9 item 8)
+    prefix_reuse: bool | None = None
     allow_failures: bool = False
     #: who runs the jobs: "local" (this process) or "ray" (one actor per worker); never
     #: part of a record's identity, since results do not depend on it
@@ -122,6 +123,24 @@ class RunConfig:
         if self.cache_dir is not None:
             _probe_folder(self, "cache", self.cache_dir)
 
+    # -- resolved settings -------------------------------------------------------------------------
+    @property
+    def effective_dtype(self) -> str:
+        """``auto`` resolved: bfloat16 on CUDA (the official precision), float32 elsewhere."""
+        from decafbench.adapters.common import resolve_dtype
+
+        return resolve_dtype(self.dtype, self.device)
+
+    @property
+    def effective_prefix_reuse(self) -> bool:
+        """Shared-prefix reuse as asked, or by default only where it keeps outputs (float32/64):
+        in bfloat16/float16 it changes rounding enough to flip a greedy token."""
+        from decafbench.adapters.common import prefix_reuse_default
+
+        if self.prefix_reuse is None:
+            return self.reuse and prefix_reuse_default(self.effective_dtype)
+        return self.reuse and self.prefix_reuse
+
     # -- records --------------------------------------------------------------------------------
     def to_manifest(self) -> dict:
         """JSON-safe settings for the manifest's ``config``."""
@@ -135,6 +154,7 @@ class RunConfig:
             "limit": self.limit, "reuse": self.reuse, "prefix_reuse": self.prefix_reuse,
             "allow_failures": self.allow_failures, "executor": self.executor, "workers": self.n_workers,
             "ray_address": self.ray_address, "gpus_per_worker": self.gpus_per_worker,
+            "effective": {"dtype": self.effective_dtype, "prefix_reuse": self.effective_prefix_reuse},
         }
 
     @property
@@ -190,8 +210,8 @@ def _check_names(c: RunConfig) -> None:
 
     from .prompts import PROMPTS
 
-    if c.dtype not in DTYPES:
-        raise c.fail("dtype", f"must be one of {', '.join(DTYPES)}, not {c.dtype!r}")
+    if c.dtype != "auto" and c.dtype not in DTYPES:
+        raise c.fail("dtype", f"must be auto or one of {', '.join(DTYPES)}, not {c.dtype!r}")
     for key, registry, value in (("benchmark", BENCHMARKS, c.benchmark), ("prompts", PROMPTS, c.prompt_version)):
         if value not in registry:
             try:
@@ -206,12 +226,20 @@ def _check_model(c: RunConfig) -> None:
     from decafbench.errors import RegistryError
 
     try:
-        get_adapter_class(parse_adapter_name(c.model)[0])
+        family = parse_adapter_name(c.model)[0]
+        cls = get_adapter_class(family)
     except RegistryError as exc:
         raise c.fail("model", str(exc)) from None
     bad = [k for k in c.model_args if not isinstance(k, str) or not k.isidentifier()]
     if bad:
         raise c.fail("model_args", f"{bad[0]!r} is not an argument name")
+    if getattr(cls, "MODEL_ARGS", None) is not None:  # families that declare typed model args: check now
+        from .modelargs import check_model_args
+
+        try:
+            check_model_args(cls, c.model_args, family)
+        except InputError as exc:
+            raise c.fail("model_args", str(exc)) from None
 
 
 def _check_device(c: RunConfig) -> None:

@@ -142,7 +142,26 @@ class RunDriver:
             mask_kind=spec.mask.kind, mask_params=asdict(spec.mask), prompt_version=c.prompt_version, seed=c.seed,
             metrics=list(self.benchmark.metrics), config=c.to_manifest(),
             scored_frames="key" if spec.mask.kind == "coarse" else "all",
-            cache={"hits": self._hits, "misses": self._misses})
+            cache={"hits": self._hits, "misses": self._misses},
+            fidelity=fidelity_notes(c) if spec.mask.kind == "sam2" else fidelity_notes(c, sam2=False))
+
+
+def fidelity_notes(c: Any, sam2: bool = True) -> dict:
+    """Where this run stands against the paper's setup (README "Fidelity"): precision, prefix
+    reuse and, for SAM2 records, the model and whether sam2's CUDA extension (hole filling) is built."""
+    notes: dict[str, Any] = {"dtype": c.effective_dtype, "paper_dtype": "bfloat16", "prefix_reuse": c.effective_prefix_reuse,
+                             "max_new_tokens": c.max_new_tokens, "paper_max_new_tokens": 128}
+    if sam2:
+        import importlib.util
+
+        try:
+            ext = importlib.util.find_spec("sam2._C") is not None
+        except (ImportError, ValueError):
+            ext = False
+        notes.update(sam2=c.sam2, paper_sam2="SAM 2.0 hiera-large (sam2_hiera_large.pt, sam2_hiera_l.yaml)",
+                     sam2_cuda_extension=ext,
+                     sam2_hole_filling="on" if ext else "skipped (sam2 built without its CUDA extension)")
+    return notes
 
 
 def run_local(driver: RunDriver, jobs: Sequence[Job], worker: Worker | None = None, *,

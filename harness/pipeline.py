@@ -95,8 +95,8 @@ class Worker:
         c = self.config
         self.benchmark = get_benchmark(c.benchmark, root=c.root, split=c.split)
         self.prompts = get_prompts(c.prompt_version)
-        options = AdapterOptions(dtype=c.dtype, device=c.device, rollout=c.rollout, reuse=c.reuse,
-                                 prefix_reuse=c.prefix_reuse, model_args=dict(c.model_args))
+        options = AdapterOptions(dtype=c.effective_dtype, device=c.device, rollout=c.rollout, reuse=c.reuse,
+                                 prefix_reuse=c.effective_prefix_reuse, model_args=dict(c.model_args))
         with torch.random.fork_rng(devices=[]):  # random (tiny) weights from the run's seed, globals untouched
             torch.manual_seed(c.seed)
             try:
@@ -171,7 +171,9 @@ class Worker:
                   "max_new_tokens": c.max_new_tokens,
                   # every model argument may change the model (a tiny model's seed, a token budget
                   # an adapter's spec does not list): part of the key, so maps are never shared
-                  "model_args": json.loads(json.dumps(dict(c.model_args), sort_keys=True, default=str))}
+                  "model_args": json.loads(json.dumps(dict(c.model_args), sort_keys=True, default=str)),
+                  # reuse of the shared prefix is exact only up to rounding: maps made with it are kept apart
+                  "prefix_reuse": bool(c.effective_prefix_reuse and getattr(type(self.adapter), "supports_prefix_reuse", False))}
         key = cache_key(fields)
         maps = self.cache.get(key)
         if maps is None:

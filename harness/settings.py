@@ -25,7 +25,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "split": ("str?", "split (default: the benchmark's first)"),
     "model": ("str", "ADAPTER[:CHECKPOINT]; checkpoint a local folder, a hub id or 'tiny'"),
     "model_args": ("dict", "extra keyword arguments of the adapter (a table, JSON object or k=v,k=v)"),
-    "dtype": ("str", "model dtype"),
+    "dtype": ("str", "model dtype: auto (bfloat16 on CUDA, float32 elsewhere), float32, bfloat16, float16"),
     "device": ("str", "cpu, cuda, cuda:N or mps"),
     "frames": ("int", "key frames sampled uniformly per video"),
     "prompts": ("str", "prompt wording version"),
@@ -44,7 +44,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "seed": ("int", "random seed"),
     "limit": ("int?", "only the first N expressions"),
     "reuse": ("bool", "encode the visual input once per view"),
-    "prefix_reuse": ("bool", "prefill the prompts' shared prefix once per view"),
+    "prefix_reuse": ("auto-bool", "prefill the prompts' shared prefix once per view (unset: on in float32 only)"),
     "allow_failures": ("bool", "exit 0 even when some expressions failed"),
     "executor": ("str", "local (this process) or ray (one actor per worker)"),
     "workers": ("int?", "workers (Ray actors) of executor ray; default 2"),
@@ -54,11 +54,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
 
 DEFAULTS: dict[str, Any] = {
     "benchmark": "embedded", "root": None, "split": None, "model": "qwen2-vl:tiny", "model_args": {},
-    "dtype": "float32", "device": "cpu", "frames": 16, "prompts": "v0", "max_new_tokens": 8,
+    "dtype": "auto", "device": "cpu", "frames": 16, "prompts": "v0", "max_new_tokens": 128,
     "rollout_start": None, "rollout_end": None, "head_weighting": "vmax", "residual": 0.5,
     "variant": ["decaf"], "masks": "both", "point_threshold": 0.8, "final_score_threshold": 0.8,
     "sam2": "tiny", "out": Path("results/embedded"), "cache": Path("results/cache"), "seed": 0,
-    "limit": None, "reuse": True, "prefix_reuse": True, "allow_failures": False,
+    "limit": None, "reuse": True, "prefix_reuse": None, "allow_failures": False,
     "executor": "local", "workers": None, "ray_address": None, "gpus_per_worker": 0.0,
 }
 
@@ -183,10 +183,16 @@ def _kinds(value: Any) -> list:
     return _list(value)
 
 
-_COERCE = {"str": _str, "path": _path, "int": _int, "float": _float, "bool": _bool, "dict": _dict,
+def _auto_bool(value: Any) -> bool | None:
+    """A boolean, or None (unset: decided from other settings, e.g. prefix reuse from the dtype)."""
+    return None if value is None or value == "auto" else _bool(value)
+
+
+_COERCE = {"str": _str, "path": _path, "int": _int, "float": _float, "bool": _bool, "auto-bool": _auto_bool, "dict": _dict,
            "floats": _floats, "variants": _list, "masks": _kinds}
 _EXPECTED = {"str": "a non-empty string", "path": "a path", "int": "an integer", "float": "a number",
-             "bool": "true or false", "dict": "a table of arguments", "floats": "a number or a list of numbers",
+             "bool": "true or false", "auto-bool": "true, false or auto", "dict": "a table of arguments",
+             "floats": "a number or a list of numbers",
              "variants": "a variant name or a list of them", "masks": "coarse, sam2, keypoints, both or a list of kinds"}
 
 

@@ -129,3 +129,29 @@ def test_inspect_640x480_published_budget(tmp_path, checkpoint, temporal):
     assert frame["frame_size"] == [952, 1288] and frame["grid"] == [16, 34, 46] and frame["visual_tokens"] == 1564
     assert rep["model_args"] == {"video_tokens_per_frame": 400}
     assert rep["adapter_config"]["video_tokens_per_frame"] == 400
+
+
+# -- run settings (issue 9 items 3, 7, 8) ----------------------------------------------------------
+def test_run_config_fidelity_defaults_and_resolution():
+    from decafbench.config import RunConfig
+
+    c = RunConfig.from_mapping({})
+    assert c.dtype == "auto" and c.max_new_tokens == 128 and c.prefix_reuse is None
+    assert c.effective_dtype == "float32" and c.effective_prefix_reuse is True  # CPU: float32, reuse exact
+    gpu = RunConfig.from_mapping({"device": "cuda"})
+    assert gpu.effective_dtype == "bfloat16" and gpu.effective_prefix_reuse is False  # half precision: off
+    assert RunConfig.from_mapping({"device": "cuda", "prefix_reuse": True}).effective_prefix_reuse is True  # opt-in
+    assert RunConfig.from_mapping({"prefix_reuse": True, "reuse": False}).effective_prefix_reuse is False
+    m = RunConfig.from_mapping({"model_args": "video_tokens_per_frame=32,fps=2"}).to_manifest()
+    assert m["model_args"] == {"video_tokens_per_frame": 32, "fps": 2}
+    assert m["effective"] == {"dtype": "float32", "prefix_reuse": True}
+
+
+def test_run_config_rejects_unknown_model_args_before_loading():
+    from decafbench.config import RunConfig
+
+    c = RunConfig.from_mapping({"model_args": {"video_tokens": 3}})
+    with pytest.raises(InputError, match=r"--model-args: unknown model arg\(s\) for qwen2-vl: 'video_tokens'"):
+        c.validate()
+    with pytest.raises(InputError, match="dtype"):
+        RunConfig.from_mapping({"dtype": "half"}).validate()

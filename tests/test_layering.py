@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                  "decafbench.adapters.base", "decafbench.adapters.attention")),
     ("readers and models", ("decafbench.benchmarks.*", "decafbench.adapters.*", "decafbench.diagnostics",
                             "decafbench.evaluate")),
-    ("run inputs and records", ("decafbench.prompts", "decafbench.config", "decafbench.settings",
+    ("run inputs and records", ("decafbench.prompts", "decafbench.modelargs", "decafbench.config", "decafbench.settings",
                                 "decafbench.runstore", "decafbench.cache")),
     ("record readers", ("decafbench.runstats", "decafbench.results", "decafbench.tables", "decafbench.show", "decafbench.show_record",
                         "decafbench.report")),

@@ -49,9 +49,10 @@ def inspect_model(model: str, frames: Path, expression: str, *, prompt_version: 
     family, _ = parse_adapter_name(model)
     args = check_model_args(get_adapter_class(family), model_args or {}, family)
     if adapter is None:
-        from decafbench.adapters.common import resolve_dtype
+        from decafbench.adapters.common import prefix_reuse_default, resolve_dtype
 
-        adapter = create_adapter(model, dtype=resolve_dtype(dtype, device), device=device, **args)
+        dt = resolve_dtype(dtype, device)  # as decaf run: prefix reuse only where it keeps outputs
+        adapter = create_adapter(model, dtype=dt, device=device, prefix_reuse=prefix_reuse_default(dt), **args)
     video, frame = adapter.open(images, "video"), adapter.open(images, "frame")
     d = run_dialogue(adapter, video, frame, expression, prompts, max_new_tokens)
     views = {}

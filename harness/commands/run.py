@@ -76,6 +76,8 @@ def run_command(
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset root (default: the benchmark's own; the embedded one ships in the repo)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split (default: the benchmark's first)."),
     model: str = typer.Option("qwen2-vl:tiny", "--model", "-m", help="ADAPTER[:CHECKPOINT], checkpoint a local path, a hub id or 'tiny'."),
+    model_args: str = typer.Option("", "--model-args", help="Family settings K=V,... (token budgets, fps, attn_implementation; "
+                                   "see decaf adapters show FAMILY). Recorded in the manifest and the cache key."),
     variant: Optional[List[str]] = typer.Option(None, "--variant", "-v", help="Fusion variant NAME or NAME:key=value,... (repeatable; default decaf)."),
     masks: str = typer.Option("both", "--masks", help="coarse, sam2, both or keypoints (the official keypoint "
                               "mode: top-100 fused-map cells as points, scored by point precision PP@1..100); "
@@ -93,16 +95,17 @@ def run_command(
     head_weighting: str = typer.Option("vmax", "--head-weighting", help="vmax, mean or max."),
     residual: float = typer.Option(0.5, "--residual", help="Identity weight in R = (1-r) A + r I, in [0, 1]."),
     prompts: str = typer.Option("v0", "--prompts", help="Prompt wording version."),
-    max_new_tokens: int = typer.Option(8, "--max-new-tokens", help="Tokens generated per prompt."),
-    dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32, bfloat16, float16."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Greedy answer length limit per prompt (official 128)."),
+    dtype: str = typer.Option("auto", "--dtype", help="Model dtype: auto (bfloat16 on CUDA as the paper, float32 on CPU), float32, bfloat16, float16."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N expressions."),
     reuse: bool = typer.Option(True, "--reuse/--no-reuse", help="--no-reuse: encode the visual input and prefill the "
                                "whole prompt once per prompt, as the reference implementation does (same outputs; for "
                                "comparing vision passes, prefilled tokens and time)."),
-    prefix_reuse: bool = typer.Option(True, "--prefix-reuse/--no-prefix-reuse", help="--no-prefix-reuse: keep "
-                                      "vision-encoder reuse but prefill each prompt whole (saves the kept prefix cache "
-                                      "and queries: GPU memory)."),
+    prefix_reuse: Optional[bool] = typer.Option(None, "--prefix-reuse/--no-prefix-reuse", help="Prefill the prompts' "
+                                                "shared prefix once per view. Default: on in float32 (same outputs), off "
+                                                "in bfloat16/float16 (it can flip a greedy token there). --no-prefix-reuse "
+                                                "also saves the kept prefix cache (GPU memory)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (each expression derives its own from it)."),
     allow_failures: bool = typer.Option(False, "--allow-failures", help="Exit 0 even when some expressions failed."),
     executor: str = typer.Option("local", "--executor", help="local (this process) or ray (one actor per worker, "
@@ -130,12 +133,16 @@ def run_command(
         decaf run --variant decaf --variant no-smoothing --variant decaf:sigma=2 --masks coarse
 
         decaf run --executor ray --workers 8 --gpus-per-worker 1 --device cuda --ray-address HEAD:6379 ...
+
+        decaf run --model qwen2-vl:tiny-2.5 --model-args video_tokens_per_frame=32,fps=2 --max-new-tokens 16
     """
     settings = dict(locals())  # exactly the options above, by their setting names
     import sys
 
     from decafbench.config import RunConfig
 
+    if not settings["model_args"]:
+        settings["model_args"] = {}
     if settings.pop("no_cache"):
         settings["cache"] = None
     old = settings.pop("final_threshold")
