@@ -52,9 +52,18 @@ def tokenizer_digest(tok) -> str:
     return hashlib.sha256(json.dumps(vocab).encode()).hexdigest()
 
 
+def export_lvi_tokenizers(folder: Path) -> dict:
+    """decafbench's tiny LLaVA-OneVision and InternVL tokenizers (one subfolder each), and per
+    family its vocabulary digest (official_lvi.py merges the family's entry into its fixture)."""
+    from export_lvi import FAMILIES, export
+
+    return {family: export(family, folder / family) for family in FAMILIES}
+
+
 #: family sections: (official script, tokenizer exporter, fixture files it writes)
 SECTIONS = {
     "qwen": ("official_qwen.py", export_qwen_tokenizer),
+    "lvi": ("official_lvi.py", export_lvi_tokenizers),  # llava_onevision.json, internvl.json
 }
 
 

@@ -16,7 +16,8 @@ the official code patches) -- structure ``real`` -- and like decafbench's ``<fam
 (32 px tiles) -- structure ``tiny`` -- both with decafbench's tiny tokenizer and the
 checkpoints' chat template, so the project's tests compare input ids exactly.
 
-Not run in CI; see tools/golden/make_fixtures.py and README "Golden-input tests".
+Not run in CI; tools/golden/make_fixtures.py runs it (section ``lvi``, tokenizers exported by
+tools/golden/export_lvi.py); see README "Golden-input tests". By hand, inside the official venv:
 
     python tools/golden/official_lvi.py --official /path/to/DecAF --tokenizers DIR --work /tmp/w --out tests/fixtures/golden
 """
@@ -249,6 +250,9 @@ def run_case(family: str, case: tuple, work: Path, tokenizer_dir: Path) -> dict:
             "messages": messages, "calls": calls}
 
 
+FAMILIES = ("llava_onevision", "internvl")
+
+
 def write_compact(path: Path, data: dict) -> None:
     """One JSON line per case (the run-length layouts are long; keep the fixtures small)."""
     cases = data.pop("cases")
@@ -261,18 +265,20 @@ def write_compact(path: Path, data: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--official", type=Path, required=True, help="checkout of github.com/HYUNJS/DecAF")
-    ap.add_argument("--tokenizers", type=Path, required=True,
+    ap.add_argument("--tokenizers", "--tokenizer", dest="tokenizers", type=Path, required=True,
                     help="decafbench's tiny tokenizers (llava_onevision/, internvl/; saved by make_fixtures.py)")
     ap.add_argument("--work", type=Path, required=True, help="scratch folder for the synthetic frames")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--only", nargs="*", default=["llava_onevision", "internvl"])
+    ap.add_argument("--only", nargs="*", default=list(FAMILIES))
     ap.add_argument("--meta", type=json.loads, default={}, help="JSON merged into every fixture (commit, tokenizer digest)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(args.official))
     import transformers
 
     for family in args.only:
-        meta = args.meta.get(family, {}) if isinstance(args.meta.get(family), dict) else args.meta
+        # shared keys (official commit) plus this family's own (its tokenizer digest)
+        meta = {k: v for k, v in args.meta.items() if k not in FAMILIES}
+        meta.update(args.meta.get(family, {}) if isinstance(args.meta.get(family), dict) else {})
         cases = [run_case(family, c, args.work, args.tokenizers / family) for c in CASES]
         write_compact(args.out / f"{family}.json", {"family": family, "stack": {"transformers": transformers.__version__},
                                                  "max_batch": MAX_BATCH, "max_patches": MAX_PATCHES, **meta, "cases": cases})
