@@ -22,7 +22,7 @@ with ``qwen_vl_utils``):
 
 Model arguments (``--model-args``): ``video_tokens_per_frame`` (400; tiny: 16),
 ``image_tokens`` (unset: frame_scale rule), ``frame_scale`` (2), ``fps`` (2.0),
-``attn_implementation`` ("sdpa").
+``attn_implementation`` ("sdpa"), ``seed`` (tiny checkpoints' random weights, 0).
 
 Reuse: ``open()`` runs the vision tower once per view and keeps its output; ``attend()``
 passes it to ``generate`` through the stock ``mm_encoder_outputs`` argument, so the object
@@ -70,7 +70,7 @@ MIN_TOKENS, MAX_TOKENS, MAX_RATIO = 4, 16384, 200
 
 #: model arguments this family accepts (``--model-args``), with their types
 MODEL_ARGS = {"video_tokens_per_frame": int, "image_tokens": int, "frame_scale": int, "fps": float,
-              "attn_implementation": str}
+              "attn_implementation": str, "seed": int}
 
 
 def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = MIN_TOKENS * 28 * 28,

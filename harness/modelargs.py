@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from .errors import InputError
 
 #: from_checkpoint parameters that are run settings, not model args
-RESERVED = frozenset({"cls", "self", "checkpoint", "dtype", "device", "rollout", "reuse", "prefix_reuse", "seed", "options"})
+RESERVED = frozenset({"cls", "self", "checkpoint", "dtype", "device", "rollout", "reuse", "prefix_reuse", "options"})
 
 
 def _value(text: str) -> Any:
@@ -60,12 +60,12 @@ def parse_model_args(text: str | Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def accepted_model_args(adapter_cls: type) -> dict[str, Any]:
-    """The family's model args and types: its ``MODEL_ARGS``, else ``from_checkpoint``'s keyword
-    parameters (types from their defaults; ``object`` when unknown)."""
+    """The family's model args and types: its ``MODEL_ARGS``, else the keyword parameters of its
+    loader (``_load``, else ``from_checkpoint``; types from their defaults, ``object`` when unknown)."""
     declared = getattr(adapter_cls, "MODEL_ARGS", None)
     if declared is not None:
         return dict(declared)
-    sig = inspect.signature(adapter_cls.from_checkpoint)
+    sig = inspect.signature(getattr(adapter_cls, "_load", adapter_cls.from_checkpoint))  # built-ins load through _load
     return {n: (type(p.default) if p.default not in (None, inspect.Parameter.empty) else object)
             for n, p in sig.parameters.items() if n not in RESERVED and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 

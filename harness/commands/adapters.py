@@ -64,6 +64,12 @@ def show_command(
         fdoc = inspect.getdoc(factory)
         if fdoc:
             console.print(fdoc, markup=False)
+    from decafbench.modelargs import accepted_model_args
+
+    known = accepted_model_args(cls)
+    if known:
+        args = ", ".join(f"{k} ({getattr(t, '__name__', t)})" for k, t in sorted(known.items()))
+        console.print(f"model args (--model-args K=V,...): {args}", markup=False)
     console.print(f"usage: create_adapter('{entry.name}:tiny') or a local folder / hub id after the colon", markup=False)
 
 
