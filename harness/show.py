@@ -114,14 +114,35 @@ def overlay_heat(frame: np.ndarray, heat: np.ndarray, *, vmin: float = 0.0, vmax
     return np.round((1.0 - alpha) * frame + alpha * colour).astype(np.uint8)
 
 
-def overlay_mask(frame: np.ndarray, mask: np.ndarray | None, colour: tuple[float, float, float],
-                 alpha: float = 0.55) -> np.ndarray:
-    """The mask (nearest-resized to the frame) tinted in ``colour``; ``None``: frame darkened."""
+def outline(mask: np.ndarray, thickness: int = 2) -> np.ndarray:
+    """The mask's inner boundary band: mask pixels within city-block distance ``thickness``
+    of a pixel outside the mask (the frame's border counts as outside, so a mask that
+    touches the border is closed there too)."""
+    from scipy.ndimage import binary_erosion
+
+    m = np.asarray(mask, dtype=bool)
+    if thickness <= 0 or not m.any():
+        return np.zeros_like(m)
+    inner = binary_erosion(m, structure=np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool), iterations=thickness,
+                           border_value=0)
+    return m & ~inner
+
+
+def overlay_outline(frame: np.ndarray, mask: np.ndarray | None, colour: tuple[float, float, float], *,
+                    reference: np.ndarray | None = None, thickness: int = 2,
+                    reference_colour: tuple[float, float, float] = (0.2, 1.0, 0.2)) -> np.ndarray:
+    """The frame with the mask's outline (nearest-resized to the frame, ``thickness`` pixels,
+    in ``colour``) and, beneath it, a one-pixel outline of ``reference`` (the ground truth);
+    outlines, not fills, so the object itself stays visible. ``None``: frame darkened (n/a)."""
     if mask is None:
         return np.round(frame * 0.35).astype(np.uint8)
-    small = nearest_resize(np.asarray(mask, dtype=bool), frame.shape[:2])[..., None]
-    tinted = (1.0 - alpha) * frame + alpha * 255.0 * np.asarray(colour)
-    return np.where(small, np.round(tinted), frame).astype(np.uint8)
+    out = frame.copy()
+    if reference is not None:
+        ref = outline(nearest_resize(np.asarray(reference, dtype=bool), frame.shape[:2]), 1)
+        out[ref] = np.round(255.0 * np.asarray(reference_colour)).astype(np.uint8)
+    line = outline(nearest_resize(np.asarray(mask, dtype=bool), frame.shape[:2]), thickness)
+    out[line] = np.round(255.0 * np.asarray(colour)).astype(np.uint8)
+    return out
 
 
 def default_rows(num_key_frames: int, count: int = 4) -> list[int]:
@@ -181,6 +202,44 @@ def _mask_rows(name: str, value: Any, count: int) -> list[np.ndarray | None]:
     return [None if m is None else np.asarray(m).astype(bool) for m in rows]
 
 
+# -- column choice --------------------------------------------------------------------------------
+#: ``--columns`` presets; any comma-separated list of column names works too
+COLUMN_PRESETS = {
+    "all": ("frame", *STAGE_ORDER, *MASK_ORDER),
+    "maps": ("frame", *STAGE_ORDER),
+    "masks": ("frame", "fused", *MASK_ORDER),
+    "compact": ("frame", "object_frame", "background_frame", "fused", *MASK_ORDER),
+}
+#: short names accepted by ``--columns`` (``gt`` for ground truth, ``obj-v`` ...)
+COLUMN_ALIASES = {"gt": "ground truth", "ground-truth": "ground truth", "ground_truth": "ground truth",
+                  "obj-v": "object_video", "bg-v": "background_video", "obj-f": "object_frame",
+                  "bg-f": "background_frame", "con-v": "contrastive_video", "con-f": "contrastive_frame"}
+
+
+def parse_columns(text: str | Sequence[str] | None) -> list[str] | None:
+    """``--columns``: a preset (``all``, ``maps``, ``masks``, ``compact``) or a comma-separated
+    list of column names (``frame``, the stage names, ``coarse``, ``sam2``, ``prediction``,
+    ``gt``); ``None``/``all`` -> ``None`` (every column). Unknown names are an InputError."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in (text.split(",") if isinstance(text, str) else text) if str(p).strip()]
+    if not parts or parts == ["all"]:
+        return None
+    known = ("frame", *STAGE_ORDER, *MASK_ORDER)
+    out: list[str] = []
+    for part in parts:
+        if part in COLUMN_PRESETS:
+            names = list(COLUMN_PRESETS[part])
+        else:
+            name = COLUMN_ALIASES.get(part.lower(), part.lower().replace("-", "_"))
+            if name not in known:
+                raise InputError(f"--columns: unknown column {part!r} (presets: {', '.join(COLUMN_PRESETS)}; "
+                                 f"columns: frame, {', '.join(STAGE_ORDER)}, coarse, sam2, prediction, gt)")
+            names = [name]
+        out += [n for n in names if n not in out]
+    return out
+
+
 # -- drawing --------------------------------------------------------------------------------------
 @dataclass
 class Panels:
@@ -203,7 +262,8 @@ class Panels:
 
 def compose_panels(frames: Sequence[Any], stages: Mapping[str, Any], *, masks: Mapping[str, Any] | None = None,
                    rows: Sequence[int] | None = None, normalize: str = "video", cmap: str = "jet",
-                   alpha: float = 0.5, thumb_width: int | None = 240, gap: int = 4) -> Panels:
+                   alpha: float = 0.5, thumb_width: int | None = 240, gap: int = 4,
+                   columns: Sequence[str] | None = None) -> Panels:
     """The panel mosaic of :func:`show_maps` (see there for the arguments)."""
     count = len(frames)
     if count == 0:
@@ -212,9 +272,12 @@ def compose_panels(frames: Sequence[Any], stages: Mapping[str, Any], *, masks: M
     for k, x in shown.items():
         if x.shape[0] != count:
             raise InputError(f"stage map {k!r} has {x.shape[0]} frames, the frames have {count}")
-    order = [k for k in STAGE_ORDER if k in shown] + [k for k in shown if k not in STAGE_ORDER]
     mask_rows = {k: _mask_rows(k, v, count) for k, v in (masks or {}).items()}
-    mask_order = [k for k in MASK_ORDER if k in mask_rows] + [k for k in mask_rows if k not in MASK_ORDER]
+    if columns is None:
+        order = [k for k in STAGE_ORDER if k in stages] + [k for k in stages if k not in STAGE_ORDER]
+        mask_order = [k for k in MASK_ORDER if k in mask_rows] + [k for k in mask_rows if k not in MASK_ORDER]
+        columns = ["frame", *order, *mask_order]
+    columns = list(columns)
     rows = list(range(count)) if rows is None else [int(r) for r in rows]
     if not rows or any(not 0 <= r < count for r in rows):
         raise InputError(f"rows must be indices into the {count} frames, got {rows}")
@@ -222,32 +285,44 @@ def compose_panels(frames: Sequence[Any], stages: Mapping[str, Any], *, masks: M
     th, tw = thumbs[0].shape[:2]
     if any(t.shape[:2] != (th, tw) for t in thumbs):
         raise InputError("the frames differ in size")
-    columns = ["frame", *order, *mask_order]
+    gt = mask_rows.get("ground truth")
     missing: list[tuple[int, int]] = []
     mosaic = np.full((len(rows) * (th + gap) - gap, len(columns) * (tw + gap) - gap, 3), 255, dtype=np.uint8)
     for i, (r, frame) in enumerate(zip(rows, thumbs)):
-        tiles = [frame] + [overlay_heat(frame, shown[k][r], vmin=vmin, vmax=vmax, cmap=cmap, alpha=alpha) for k in order]
-        tiles += [overlay_mask(frame, mask_rows[k][r], MASK_COLOURS.get(k, (1.0, 0.0, 0.0))) for k in mask_order]
-        for c, tile in enumerate(tiles):
+        for c, name in enumerate(columns):
+            if name == "frame":
+                tile = frame
+            elif name in shown:
+                tile = overlay_heat(frame, shown[name][r], vmin=vmin, vmax=vmax, cmap=cmap, alpha=alpha)
+            elif name in mask_rows and mask_rows[name][r] is not None:
+                ref = gt[r] if gt is not None and name != "ground truth" else None
+                tile = overlay_outline(frame, mask_rows[name][r], MASK_COLOURS.get(name, (1.0, 0.0, 0.0)),
+                                       reference=ref)
+            else:  # a stage or mask this expression does not have: darkened, drawn "n/a"
+                tile = np.round(frame * 0.35).astype(np.uint8)
+                missing.append((i, c))
             y, x = i * (th + gap), c * (tw + gap)
             mosaic[y:y + th, x:x + tw] = tile
-        missing += [(i, 1 + len(order) + j) for j, k in enumerate(mask_order) if mask_rows[k][r] is None]
     return Panels(mosaic, columns, th, tw, gap, vmin, vmax, missing)
 
 
 def show_maps(frames: Sequence[Any], stages: Mapping[str, Any], *, masks: Mapping[str, Any] | None = None,
               rows: Sequence[int] | None = None, row_labels: Sequence[str] | None = None,
               caption: str | Sequence[str] = "", title: str = "", normalize: str = "video",
-              cmap: str = "jet", alpha: float = 0.5, thumb_width: int | None = 240, dpi: int = 100) -> Any:
+              cmap: str = "jet", alpha: float = 0.5, thumb_width: int | None = 240, dpi: int = 100,
+              columns: Sequence[str] | None = None, fontsize: float = 9.0) -> Any:
     """A matplotlib ``Figure``: a row per chosen frame; columns: the frame, each stage map as
-    a heat-map overlay (one shared colour scale and colour bar), then each mask.
+    a heat-map overlay (one shared colour scale and colour bar), then each mask as an outline
+    (the ground truth's outline drawn thin in green beneath every other mask).
 
     ``frames``: T images (PIL or ``(H, W, 3)`` arrays); ``stages``: name -> ``(T, h, w)``
-    (``None`` skipped; :data:`STAGE_ORDER` first); ``masks``: name -> T masks ``(H, W)``, a
-    ``None`` entry (or value) drawn darkened with "n/a"; ``rows``: indices into T (default
-    all); normalization is over all T frames, not only the drawn rows. Panels are composed
-    in numpy (:func:`compose_panels`) and drawn as one image at one pixel per pixel, which is
-    what keeps a 16-row figure fast; ``thumb_width`` bounds a panel's width in pixels.
+    (:data:`STAGE_ORDER` first; a ``None`` value is a missing stage, drawn darkened with
+    "n/a"); ``masks``: name -> T masks ``(H, W)``, a ``None`` entry (or value) drawn "n/a";
+    ``rows``: indices into T (default all); ``columns``: which columns, in order (see
+    :func:`parse_columns`; default every stage and mask given); normalization is over all T
+    frames, not only the drawn rows. Panels are composed in numpy (:func:`compose_panels`)
+    and drawn as one image at one pixel per pixel, which is what keeps a 16-row figure fast;
+    ``thumb_width`` bounds a panel's width in pixels, ``fontsize`` (points) every text.
     """
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -256,14 +331,23 @@ def show_maps(frames: Sequence[Any], stages: Mapping[str, Any], *, masks: Mappin
     from matplotlib.figure import Figure
 
     p = compose_panels(frames, stages, masks=masks, rows=rows, normalize=normalize, cmap=cmap, alpha=alpha,
-                       thumb_width=thumb_width)
+                       thumb_width=thumb_width, columns=columns)
     n_rows = (p.mosaic.shape[0] + p.gap) // (p.height + p.gap)
     labels = list(row_labels) if row_labels is not None else [str(r) for r in (rows or range(n_rows))]
     lines = [caption] if isinstance(caption, str) else list(caption)
+    line_h = 1.35 * fontsize / 72.0  # inches per text line
     mos_w, mos_h = p.mosaic.shape[1] / dpi, p.mosaic.shape[0] / dpi
-    wrapped = [w for line in lines if line for w in textwrap.wrap(line, max(40, int(mos_w * 14)))]
-    left, right, top = 0.3, 0.9, 0.45 + (0.3 if title else 0.0)
-    bottom = 0.15 + 0.16 * len(wrapped)
+    has_masks = [c for c in p.columns if c in MASK_ORDER or (masks and c in masks)]
+    if has_masks:
+        lines = [("outlines: " + ", ".join(f"{c} ({_COLOUR_NAMES.get(c, 'red')})" for c in has_masks)
+                  + ("; ground truth also thin green on every mask" if "ground truth" in (masks or {}) else "")),
+                 *lines]
+    has_bar = any(stages.get(c) is not None for c in shown_stage_names(p.columns))
+    chars = max(40, int((mos_w + (0.9 if has_bar else 0.0)) * 72.0 / (0.55 * fontsize)))
+    wrapped = [w for line in lines if line for w in textwrap.wrap(line, chars)]
+    left, right = 0.15 + 2.4 * line_h, (0.35 + 4.2 * line_h) if has_bar else 0.2
+    top = 0.15 + 2.3 * line_h + (1.3 * line_h if title else 0.0)
+    bottom = 0.2 + line_h * len(wrapped)
     fig_w, fig_h = left + mos_w + right, top + mos_h + bottom
     fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
     FigureCanvasAgg(fig)
@@ -272,24 +356,35 @@ def show_maps(frames: Sequence[Any], stages: Mapping[str, Any], *, masks: Mappin
     ax.set_axis_off()
     for c, name in enumerate(p.columns):
         x = (left + (c * (p.width + p.gap) + p.width / 2) / dpi) / fig_w
-        fig.text(x, (bottom + mos_h + 0.05) / fig_h, STAGE_TITLES.get(name, name), ha="center", va="bottom", fontsize=8)
+        fig.text(x, (bottom + mos_h + 0.06) / fig_h, STAGE_TITLES.get(name, name), ha="center", va="bottom",
+                 fontsize=fontsize, linespacing=1.1)
     for i, c in p.missing:
         ax.text(c * (p.width + p.gap) + p.width / 2, i * (p.height + p.gap) + p.height / 2, "n/a",
-                color="white", ha="center", va="center", fontsize=9)
+                color="white", ha="center", va="center", fontsize=fontsize + 1, weight="bold")
     for i, label in enumerate(labels[:n_rows]):
         y = (bottom + mos_h - (i * (p.height + p.gap) + p.height / 2) / dpi) / fig_h
-        fig.text((left - 0.05) / fig_w, y, label, ha="right", va="center", rotation=90, fontsize=8)
-    if any(c in STAGE_TITLES or c not in ("frame", *MASK_ORDER) for c in p.columns[1:]):
-        cm = colormaps[cmap]
-        cax = fig.add_axes(((left + mos_w + 0.15) / fig_w, bottom / fig_h, 0.12 / fig_w, mos_h / fig_h), label="colorbar")
-        bar = fig.colorbar(ScalarMappable(norm=Normalize(p.vmin, p.vmax), cmap=cm), cax=cax)
-        bar.ax.tick_params(labelsize=6)
-        bar.set_label("attention (min-max per stage)" if normalize == "video" else "attention", fontsize=6)
+        fig.text((left - 0.05) / fig_w, y, label, ha="right", va="center", rotation=90, fontsize=fontsize,
+                 linespacing=1.1, multialignment="center")
+    if has_bar:
+        cax = fig.add_axes(((left + mos_w + 0.15) / fig_w, bottom / fig_h, 0.15 / fig_w, mos_h / fig_h),
+                           label="colorbar")
+        bar = fig.colorbar(ScalarMappable(norm=Normalize(p.vmin, p.vmax), cmap=colormaps[cmap]), cax=cax)
+        bar.ax.tick_params(labelsize=fontsize - 1)
+        bar.set_label("attention, min-max per stage" if normalize == "video" else "attention (raw)",
+                      fontsize=fontsize)
     if title:
-        fig.text(0.5, 1 - 0.1 / fig_h, title, ha="center", va="top", fontsize=9, weight="bold")
+        fig.text(0.5, 1 - 0.1 / fig_h, title, ha="center", va="top", fontsize=fontsize + 1, weight="bold")
     for i, line in enumerate(wrapped):
-        fig.text(left / fig_w, (bottom - 0.1 - 0.16 * i) / fig_h, line, ha="left", va="top", fontsize=8)
+        fig.text(left / fig_w, (bottom - 0.1 - line_h * i) / fig_h, line, ha="left", va="top", fontsize=fontsize)
     return fig
+
+
+_COLOUR_NAMES = {"coarse": "orange", "sam2": "cyan", "prediction": "magenta", "ground truth": "green"}
+
+
+def shown_stage_names(columns: Sequence[str]) -> list[str]:
+    """The columns that are heat maps (everything but the frame and the masks)."""
+    return [c for c in columns if c != "frame" and c not in MASK_ORDER]
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int | None = None) -> Path:

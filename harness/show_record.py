@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import InputError
-from .show import STAGE_ORDER, parse_rows, show_maps, to_numpy_maps
+from .show import MASK_ORDER, STAGE_ORDER, parse_rows, show_maps, to_numpy_maps
 
 
 @dataclass
@@ -38,9 +38,23 @@ class ExpressionView:
     rows: list[int] = field(default_factory=list)  # indices into the key frames
     notes: list[str] = field(default_factory=list)
 
-    def figure(self, **kwargs: Any) -> Any:
-        labels = [f"key {r}: {n}" for r, n in zip(self.rows, self.frame_names)]
-        return show_maps(self.frames, self.stages, masks=self.masks, row_labels=labels,
+    @property
+    def maps_missing(self) -> bool:
+        """True when the attention maps could not be read (every stage drawn "n/a")."""
+        return not self.stages
+
+    def figure(self, columns: Sequence[str] | None = None, **kwargs: Any) -> Any:
+        """The :func:`~decafbench.show.show_maps` figure; every stage of :data:`STAGE_ORDER` and
+        every mask kind is a column, drawn "n/a" where this expression lacks it."""
+        labels = [f"key {r}\n{n}" for r, n in zip(self.rows, self.frame_names)]
+        stages: dict[str, Any] = {k: self.stages.get(k) for k in STAGE_ORDER}
+        stages.update({k: v for k, v in self.stages.items() if k not in stages})
+        masks: dict[str, Any] = dict(self.masks)
+        for kind in ("coarse", "sam2", "ground truth"):
+            masks.setdefault(kind, None)
+        if columns is None:
+            columns = ["frame", *stages, *[k for k in MASK_ORDER if k in masks], *[k for k in masks if k not in MASK_ORDER]]
+        return show_maps(self.frames, stages, masks=masks, row_labels=labels, columns=columns,
                          caption=self.caption + self.notes, title=self.title, **kwargs)
 
 
@@ -96,7 +110,7 @@ class _Sources:
     def caption(self) -> list[str]:
         r = self.row
         bg = self.texts.get("background_video") or self.texts.get("background_frame") or []
-        bg = bg[0] if isinstance(bg, (list, tuple)) and bg else bg
+        bg = (bg[0] if bg else "") if isinstance(bg, (list, tuple)) else bg
         obj = self.texts.get("obj_name") or r.get("obj_name") or ""
         scores = "  ".join(f"{label} {fmt_score(r[col], 1, 100.0)}" for col, label in
                            (("J", "J"), ("F", "F"), ("JF", "J&F"), ("A", "A"), ("R", "R")) if col in r)
@@ -168,7 +182,7 @@ def _stages(manifest: dict, row: dict, cache_dir: Path | None, n_key: int, notes
         notes.append("no attention maps: the record has no cache_key column (not a decaf run record).")
         return {}, {}
     if cache_dir is None:
-        notes.append("no attention maps: cache folder not found (pass --cache-dir).")
+        notes.append("no attention maps: cache folder not found (pass --cache DIR).")
         return {}, {}
     from . import fusion
     from .cache import AttentionCache
@@ -214,7 +228,7 @@ def expression_sources(run_dir: Path, video: str, exp_id: str, *, cache_dir: str
         raise InputError(f"benchmark {benchmark.name!r} has no expression {exp_id!r} of video {video!r}")
     key_frames = str(row.get("key_frames") or "").split()
     if not key_frames:
-        from .pipeline import key_frame_indices
+        from .keyframes import key_frame_indices
 
         cfg = m.get("config") if isinstance(m.get("config"), dict) else {}
         key_frames = [info.frames[i] for i in key_frame_indices(len(info.frames), int(cfg.get("num_frames", 16)))]

@@ -108,21 +108,59 @@ def test_display_maps_shared_scale():
         display_maps({"fused": np.zeros((4, 5))})
 
 
+def ref_outline(mask: np.ndarray, thickness: int) -> np.ndarray:
+    """Mask pixels within city-block distance ``thickness`` of a non-mask pixel or the frame's edge."""
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    for i in range(h):
+        for j in range(w):
+            if not mask[i, j]:
+                continue
+            for di in range(-thickness, thickness + 1):
+                for dj in range(-thickness, thickness + 1):
+                    if abs(di) + abs(dj) > thickness:
+                        continue
+                    y, x = i + di, j + dj
+                    if not (0 <= y < h and 0 <= x < w) or not mask[y, x]:
+                        out[i, j] = True
+    return out
+
+
+@pytest.mark.parametrize("thickness", [1, 2, 3])
+def test_outline_matches_reference(thickness):
+    from decafbench.show import outline
+
+    rng = np.random.default_rng(thickness)
+    mask = np.zeros((20, 30), dtype=bool)
+    mask[3:15, 4:20] = True
+    mask[0:5, 25:30] = True  # touches the border: closed there
+    mask |= rng.random(mask.shape) > 0.93
+    np.testing.assert_array_equal(outline(mask, thickness), ref_outline(mask, thickness))
+    assert not outline(np.zeros((4, 4), bool)).any()
+
+
 def test_overlays_match_reference():
-    from decafbench.show import MASK_COLOURS, overlay_heat, overlay_mask
+    from decafbench.show import MASK_COLOURS, overlay_heat, overlay_outline
 
     rng = np.random.default_rng(3)
     frame = rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)
     heat = rng.random((4, 5))
     fast = overlay_heat(frame, heat, vmin=0.1, vmax=0.8, alpha=0.4)
     assert np.abs(fast.astype(int) - ref_overlay(frame, heat, 0.1, 0.8, 0.4).astype(int)).max() <= 1
-    mask = rng.random((18, 26)) > 0.5
-    out = overlay_mask(frame, mask, MASK_COLOURS["sam2"], alpha=0.5)
-    inside = ref_nearest(mask, (9, 13))
-    np.testing.assert_array_equal(out[~inside], frame[~inside])
-    expect = np.round(0.5 * frame[inside] + 0.5 * 255 * np.array(MASK_COLOURS["sam2"]))
-    np.testing.assert_array_equal(out[inside], expect.astype(np.uint8))
-    np.testing.assert_array_equal(overlay_mask(frame, None, (1, 0, 0)), np.round(frame * 0.35).astype(np.uint8))
+    mask = np.zeros((18, 26), dtype=bool)
+    mask[4:14, 6:20] = True
+    gt = np.zeros((18, 26), dtype=bool)
+    gt[2:10, 2:12] = True
+    out = overlay_outline(frame, mask, MASK_COLOURS["sam2"], reference=gt, thickness=1)
+    line = ref_outline(ref_nearest(mask, (9, 13)), 1)
+    gt_line = ref_outline(ref_nearest(gt, (9, 13)), 1) & ~line
+    colour = np.round(255 * np.array(MASK_COLOURS["sam2"])).astype(np.uint8)
+    np.testing.assert_array_equal(out[line], np.broadcast_to(colour, out[line].shape))  # the outline, on top
+    np.testing.assert_array_equal(out[gt_line], np.broadcast_to([51, 255, 51], out[gt_line].shape))
+    untouched = ~line & ~gt_line
+    np.testing.assert_array_equal(out[untouched], frame[untouched])  # inside stays the frame: no fill
+    assert untouched[ref_nearest(mask, (9, 13))].any()
+    np.testing.assert_array_equal(overlay_outline(frame, None, (1, 0, 0)), np.round(frame * 0.35).astype(np.uint8))
 
 
 def test_parse_rows():
@@ -152,8 +190,8 @@ def _synthetic_stages(t: int, rng: np.random.Generator) -> dict[str, np.ndarray]
 def _check_figure(frames, tmp_path, name):
     from PIL import Image
 
-    from decafbench.show import (MASK_COLOURS, STAGE_ORDER, compose_panels, display_maps, overlay_heat, overlay_mask,
-                                 save_figure, show_maps, thumbnail)
+    from decafbench.show import (MASK_COLOURS, STAGE_ORDER, compose_panels, display_maps, overlay_heat,
+                                 overlay_outline, save_figure, show_maps, thumbnail)
 
     rng = np.random.default_rng(4)
     t = len(frames)
@@ -179,8 +217,29 @@ def _check_figure(frames, tmp_path, name):
             # right row, normalized over all frames, one shared scale
             np.testing.assert_array_equal(panels.panel(i, c), overlay_heat(thumb, shown[stage][r], vmin=lo, vmax=hi))
         np.testing.assert_array_equal(panels.panel(i, 1 + len(STAGE_ORDER)),
-                                      overlay_mask(thumb, gt[r], MASK_COLOURS["coarse"]))
+                                      overlay_outline(thumb, gt[r], MASK_COLOURS["coarse"], reference=gt[r]))
         assert (i, 1 + len(STAGE_ORDER) + 1) in panels.missing  # sam2 n/a
+
+
+def test_columns_choice_and_missing_stages():
+    from decafbench.show import STAGE_ORDER, compose_panels, parse_columns
+
+    assert parse_columns(None) is None and parse_columns("all") is None
+    assert parse_columns("frame,fused,gt") == ["frame", "fused", "ground truth"]
+    assert parse_columns("masks") == ["frame", "fused", "coarse", "sam2", "prediction", "ground truth"]
+    assert parse_columns("frame, obj-v, frame") == ["frame", "object_video"]
+    with pytest.raises(InputError, match="unknown column 'nope'"):
+        parse_columns("frame,nope")
+    rng = np.random.default_rng(6)
+    frames = [rng.integers(0, 256, (30, 40, 3), dtype=np.uint8) for _ in range(2)]
+    stages = {k: None for k in STAGE_ORDER}  # no attention maps: every stage is drawn n/a
+    stages["fused"] = rng.random((2, 5, 6))
+    gt = [np.ones((30, 40), bool)] * 2
+    p = compose_panels(frames, stages, masks={"ground truth": gt, "sam2": None},
+                       columns=["frame", "object_video", "fused", "sam2", "ground truth"])
+    assert p.columns == ["frame", "object_video", "fused", "sam2", "ground truth"]
+    assert sorted(p.missing) == [(0, 1), (0, 3), (1, 1), (1, 3)]  # the missing stage and the missing mask
+    np.testing.assert_array_equal(p.panel(0, 1), np.round(frames[0] * 0.35).astype(np.uint8))
 
 
 def test_show_maps_on_bedroom_frames(tmp_path):
@@ -246,7 +305,9 @@ def test_view_tolerates_missing_pieces(records, tmp_path):
     empty.mkdir()
     view = load_expression_view(alone, row["video"], row["exp_id"], cache_dir=empty)
     assert view.stages == {} and any("not in" in n for n in view.notes)
-    view.figure(thumb_width=80)  # still draws frames and masks
+    assert view.maps_missing
+    fig = view.figure(thumb_width=80)  # still draws frames and masks, every stage as n/a
+    assert sum(t.get_text() == "n/a" for ax in fig.axes for t in ax.texts) >= 7 * len(view.rows)
     with pytest.raises(InputError, match="no expression"):
         load_expression_view(alone, "nope", "0")
     with pytest.raises(InputError, match="does not exist"):
