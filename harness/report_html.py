@@ -74,21 +74,35 @@ def page(title: str, sections: Sequence[tuple[str, str, str]]) -> str:
 
 
 CSS = """
+*{box-sizing:border-box}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2327;background:#fafafa}
 header{background:#264653;color:#fff;padding:10px 24px}
-header h1{font-size:18px;margin:0 0 4px} nav a{color:#e9c46a;margin-right:14px;text-decoration:none}
-main{padding:8px 24px 48px} section{margin:22px 0} h2{font-size:16px;border-bottom:1px solid #ccc;padding-bottom:3px}
-table{border-collapse:collapse;font-size:12.5px;background:#fff;margin:6px 0}
-th,td{border:1px solid #ddd;padding:3px 7px;vertical-align:top} th{background:#eef2f3}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-table.sortable th{cursor:pointer;user-select:none;white-space:nowrap}
+header h1{font-size:18px;margin:0 0 4px;overflow-wrap:anywhere} nav a{color:#e9c46a;margin-right:14px;text-decoration:none;display:inline-block}
+main{padding:8px 24px 48px;max-width:100%} section{margin:22px 0} h2{font-size:16px;border-bottom:1px solid #ccc;padding-bottom:3px}
+table{border-collapse:collapse;font-size:12.5px;background:#fff;margin:6px 0;max-width:100%}
+th,td{border:1px solid #ddd;padding:3px 7px;vertical-align:top}
+th{background:#eef2f3;word-break:keep-all;overflow-wrap:normal;hyphens:none}
+td{overflow-wrap:break-word}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap;overflow-wrap:normal}
+table.sortable th{cursor:pointer;user-select:none}
 table.sortable th[aria-sort=ascending]::after{content:" \\25B2"} table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
-.scroll{max-height:70vh;overflow:auto;border:1px solid #ddd} .scroll thead th{position:sticky;top:0}
-img.plot{max-width:100%;height:auto;background:#fff}
-.figs{display:flex;flex-wrap:wrap;gap:14px} figure{margin:0;background:#fff;border:1px solid #ddd;padding:6px;max-width:100%}
-figure:target{outline:3px solid #e9c46a} img.thumb{width:480px;max-width:100%;height:auto;cursor:zoom-in}
-img.thumb.big{width:auto;max-width:none;cursor:zoom-out} figure.big-holder{flex-basis:100%;overflow:auto}
-figcaption{font-size:12px;max-width:480px} .note{color:#6c757d;font-size:12px} .err{color:#b00020}
+#diagnostics-table th{min-width:5.5em} #runs-table td:last-child{min-width:14em;overflow-wrap:anywhere}
+.wide{max-width:100%;overflow-x:auto}
+.scroll{max-height:70vh;overflow:auto;border:1px solid #ddd;max-width:100%} .scroll thead th{position:sticky;top:0}
+.scroll table{margin:0}
+img.plot{display:block;max-width:100%;height:auto;background:#fff}
+.figs{display:flex;flex-direction:column;gap:18px} figure{margin:0;background:#fff;border:1px solid #ddd;padding:6px}
+figure:target{outline:3px solid #e9c46a} img.thumb{display:block;max-width:100%;height:auto;cursor:zoom-in}
+figcaption{font-size:13px;margin:0 0 6px} .note{color:#5c6670;font-size:12.5px} .err{color:#b00020}
+#zoom{position:fixed;inset:0;background:rgba(20,24,28,.92);overflow:auto;z-index:10;cursor:zoom-out;display:none}
+#zoom.open{display:block} #zoom img{display:block;margin:12px auto;max-width:none;background:#fff}
+@media print{
+  body{background:#fff;font-size:11pt} header{background:none;color:#000;padding:0} nav,#zoom{display:none}
+  main{padding:0} a{color:inherit;text-decoration:none}
+  .scroll,.wide{max-height:none;overflow:visible;border:0} .scroll thead th{position:static}
+  img.plot,img.thumb{max-width:100%;cursor:auto} figure,img.plot,tr{break-inside:avoid} h2{break-after:avoid}
+  table{font-size:9pt}
+}
 """
 
 JS = """
@@ -127,10 +141,24 @@ JS = """
       });
     });
   });
+  // enlarged figure: full resolution in an overlay that scrolls both ways, so nothing is cut off
+  var zoom = document.createElement('div');
+  zoom.id = 'zoom';
+  zoom.setAttribute('role', 'dialog');
+  zoom.setAttribute('aria-label', 'enlarged figure (click or Escape to close)');
+  var big = document.createElement('img');
+  big.alt = 'enlarged figure';
+  zoom.appendChild(big);
+  document.body.appendChild(zoom);
+  function close() { zoom.classList.remove('open'); big.removeAttribute('src'); }
+  zoom.addEventListener('click', close);
+  document.addEventListener('keydown', function (e) { if (e.key === 'Escape') { close(); } });
   document.querySelectorAll('img.thumb').forEach(function (img) {
     img.addEventListener('click', function () {
-      img.classList.toggle('big');
-      img.parentNode.classList.toggle('big-holder');
+      big.src = img.src;
+      zoom.classList.add('open');
+      zoom.scrollTop = 0;
+      zoom.scrollLeft = 0;
     });
   });
 })();

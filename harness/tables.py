@@ -256,6 +256,27 @@ def manifest_value(manifest: dict, key: str) -> str:
     return "" if value is None else str(value)
 
 
+def identity_value(manifest: dict, key: str) -> str:
+    """A leaderboard identity field with its full label: ``variant`` is the variant's label
+    with its parameters (``decaf[sigma=2.0]``, not ``decaf``), ``mask_kind`` the mask label
+    with non-default SAM2 thresholds (``sam2[pq=0.7,trk=0.8]``); other keys as stored."""
+    if key == "variant":
+        return manifest_value(manifest, "variant_label") or manifest_value(manifest, "variant")
+    if key == "mask_kind":
+        return mask_label(manifest)
+    return manifest_value(manifest, key)
+
+
+def mask_label(manifest: dict) -> str:
+    """``mask_label`` from the manifest, else built from ``mask_kind`` and ``mask_params``."""
+    if manifest.get("mask_label"):
+        return str(manifest["mask_label"])
+    kind = manifest_value(manifest, "mask_kind")
+    mp = manifest.get("mask_params") if isinstance(manifest.get("mask_params"), dict) else {}
+    pq, trk = mp.get("point_threshold", 0.8), mp.get("final_score_threshold", 0.8)
+    return f"sam2[pq={pq},trk={trk}]" if kind == "sam2" and (pq, trk) != (0.8, 0.8) else kind
+
+
 @dataclass
 class _Column:
     """One run's scores for one (group, metric) column; ``splits`` set for ReVOS overall."""
@@ -296,7 +317,7 @@ def _layout(records: Sequence, group_by: Sequence[str]):
     """Row keys (identity fields that vary; ``run`` where needed), their names, each run's
     group header, and the identity fields equal on every row (for a note)."""
     labels = runstats.unique_labels(records)
-    ident = [tuple(manifest_value(r.manifest, k) for k in IDENTITY) for r in records]
+    ident = [tuple(identity_value(r.manifest, k) for k in IDENTITY) for r in records]
     keep = [i for i in range(len(IDENTITY)) if len({row[i] for row in ident}) > 1]
     constant = [f"{k}={ident[0][i]}" for i, k in enumerate(IDENTITY) if i not in keep and ident[0][i]]
     names = [IDENTITY[i] for i in keep]

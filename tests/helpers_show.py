@@ -15,8 +15,13 @@ import numpy as np
 # -- a small run record pair (coarse + sam2 siblings) over the embedded benchmark ------------------
 def build_records(root: Path, *, limit: int | None = None, seed: int = 0, variant: str = "decaf",
                   kinds: tuple[str, ...] = ("coarse", "sam2"), names: dict | None = None,
-                  shift: float = 0.0) -> dict[str, Path]:
-    """Run records as `decaf run` writes them, from synthetic maps peaked on the ground truth."""
+                  shift: float = 0.0, params: dict | None = None, mask_params: dict | None = None,
+                  cache_dir: str = "cache") -> dict[str, Path]:
+    """Run records as `decaf run` writes them, from synthetic maps peaked on the ground truth.
+
+    ``params``: fusion parameters of the variant (its label becomes ``variant[k=v]``, as
+    :class:`~decafbench.pipeline.VariantSpec` writes it); ``mask_params``: SAM2 thresholds
+    of the sam2 record; ``cache_dir``: the manifest's cache folder, relative to ``root``."""
     import torch
 
     from decafbench import fusion
@@ -31,11 +36,17 @@ def build_records(root: Path, *, limit: int | None = None, seed: int = 0, varian
     bench = get_benchmark("embedded")
     cache = AttentionCache(root / "cache")
     writers = {}
+    label = variant + ("[" + ",".join(f"{k}={v}" for k, v in sorted(params.items())) + "]" if params else "")
     for kind in kinds:
-        name = (names or {}).get(kind, f"{variant}__{kind}")
-        manifest = base_manifest("run", command=["test"], name=name, **bench.describe(), adapter="qwen2-vl",
-                                 checkpoint="tiny", variant=variant, variant_label=variant, variant_params={},
-                                 mask_kind=kind, config={"cache_dir": "cache", "num_frames": 16})
+        mp = {"kind": kind, "point_threshold": 0.8, "final_score_threshold": 0.8,
+              **(mask_params if kind == "sam2" and mask_params else {})}
+        mlabel = kind if kind == "coarse" or not mask_params else \
+            f"sam2[pq={mp['point_threshold']},trk={mp['final_score_threshold']}]"
+        name = (names or {}).get(kind, f"{label}__{mlabel}")
+        manifest = base_manifest("run", command=["test"], name=f"qwen2-vl:tiny {label} {mlabel}", **bench.describe(),
+                                 adapter="qwen2-vl", checkpoint="tiny", variant=variant, variant_label=label,
+                                 variant_params=dict(params or {}), mask_kind=kind, mask_params=mp,
+                                 config={"cache_dir": cache_dir, "num_frames": 16})
         writers[kind] = RunWriter(root / name, manifest)
     for expr in bench.expressions()[:limit]:
         video = bench.video(expr.video)
@@ -51,7 +62,8 @@ def build_records(root: Path, *, limit: int | None = None, seed: int = 0, varian
                                                     "background_frame": ["floor"] * 16})
         key = cache_key({"video": expr.video, "exp": expr.exp_id, "seed": seed})
         cache.put(key, maps)
-        stages = fusion.stages(variant, maps.obj_video, maps.bg_video, maps.obj_frame, maps.bg_frame, temporal_stride=2)
+        stages = fusion.stages(variant, maps.obj_video, maps.bg_video, maps.obj_frame, maps.bg_frame, temporal_stride=2,
+                               **(params or {}))
         # diagnostics are another module's job (tests/test_diagnostics.py): plausible values suffice here
         diag = {f"diag_{s}_{m}": float(rng.uniform(0.1 * i, 0.1 * i + 0.3)) for i, s in enumerate(stages)
                 for m in ("iou", "hit", "mass")}

@@ -3,6 +3,7 @@ opened in a real headless Chromium (selenium + chromedriver)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -21,6 +22,27 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     out = build_records(root)
     out["other"] = build_records(root, seed=1, variant="object-only", kinds=("coarse",), shift=-0.1)["coarse"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> list[Path]:
+    """A sweep as `decaf sweep` writes it: sigma in 3 values x (coarse, SAM2 at pq 0.7), 4 expressions."""
+    root = tmp_path_factory.mktemp("sweep")
+    out = []
+    for i, sigma in enumerate((0.5, 1.0, 2.0)):
+        recs = build_records(root, limit=4, params={"sigma": sigma}, shift=0.05 * i, mask_params={"point_threshold": 0.7})
+        out += [recs["coarse"], recs["sam2"]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def sweep_report(sweep, tmp_path_factory) -> Path:
+    from decafbench.report import ReportOptions, write_report
+
+    out = tmp_path_factory.mktemp("sweep-report") / "sweep.html"
+    result = write_report(sweep, out, options=ReportOptions(figures=1, resamples=200))
+    assert result.notes == [] and result.warnings == []
     return out
 
 
@@ -139,6 +161,63 @@ def test_expression_table_is_one_row_per_expression(tmp_path):
     np.testing.assert_allclose(delta, ref, atol=1e-9)
 
 
+def test_distinct_labels():
+    from decafbench.report import distinct_labels
+
+    labels = ["qwen2-vl:tiny decaf[sigma=0.5] coarse", "qwen2-vl:tiny decaf[sigma=2.0] coarse",
+              "qwen2-vl:tiny decaf[sigma=2.0] sam2"]
+    assert distinct_labels(labels) == ["decaf[sigma=0.5] coarse", "decaf[sigma=2.0] coarse", "decaf[sigma=2.0] sam2"]
+    assert distinct_labels(["a b", "a b c"]) == ["a b", "a b c"]  # different shapes: unchanged
+    assert distinct_labels(["only one"]) == ["only one"]
+
+
+def test_histogram_bins_follow_the_data():
+    from decafbench.report_plots import histogram_bins
+
+    data = [np.array([1.0, 1.5, 2.0, 5.5]), np.array([3.0, 6.0])]
+    bins = histogram_bins(data)
+    assert bins[0] == 1.0 and bins[-1] == 6.0 and 5 <= len(bins) - 1 <= 40
+    assert len(histogram_bins([np.random.default_rng(0).normal(50, 10, 20_000)])) - 1 == 40  # clamped
+    assert list(histogram_bins([np.array([3.0, 3.0])])) == [2.5, 3.5]
+
+
+def test_plots_are_labelled_and_data_scaled():
+    import pandas as pd
+
+    from decafbench.report_plots import axes_labels, diagnostics_plot, distribution_plot
+
+    df = pd.DataFrame({"iou": [0.02, 0.03, 0.04], "hit": [0.01, 0.02, 0.02], "mass": [0.5, 0.52, 0.55]},
+                      index=["object_video", "contrastive_video", "fused"])
+    fig = diagnostics_plot([("R1 a", df), ("R2 b", df * 1.1)], {})
+    for ax, m in zip(fig.axes, ("iou", "hit", "mass")):
+        lo, hi = ax.get_ylim()
+        vals = np.concatenate([df[m].to_numpy(), 1.1 * df[m].to_numpy()])
+        assert lo <= vals.min() and hi >= vals.max()
+        assert hi - lo <= 2.0 * (vals.max() - vals.min()), (m, lo, hi)  # not a fixed 0-1 axis
+    assert all(x and y for x, y in axes_labels(fig))
+    fig = distribution_plot([np.array([1.0, 2.0, 4.0]), np.array([2.0, 3.0, 6.0])], ["R1 a", "R2 b"])
+    box, hist = fig.axes[:2]
+    assert box.get_xlim()[0] >= 0.0 and box.get_xlim()[1] < 10  # J&F of 1..6 points drawn on 1..6, not 0..100
+    assert hist.get_xlim()[1] < 10
+    assert "mean" in [t.get_text() for t in box.get_legend().get_texts()]
+    assert all(x and y for x, y in axes_labels(fig))
+
+
+def test_sweep_panels_match_the_records(sweep):
+    from decafbench.report import sweep_panels
+    from decafbench.runstore import read_record
+
+    records = [read_record(p) for p in sweep]
+    cis = {i: (float(i), i - 1.0, i + 1.0) for i in range(len(records))}
+    panels = sweep_panels(records, cis)
+    assert [(p, k) for p, k, _ in panels] == [("sigma", "coarse"), ("sigma", "sam2")]
+    for _, kind, series in panels:
+        (label, xs, means, lows, highs), = series  # one line: variant decaf, nothing else swept
+        idx = [i for i, r in enumerate(records) if r.manifest["mask_kind"] == kind]
+        assert label.startswith("decaf") and xs == [records[i].manifest["variant_params"]["sigma"] for i in idx]
+        assert means == [float(i) for i in idx] and lows == [i - 1.0 for i in idx]
+
+
 # -- the document ----------------------------------------------------------------------------------------
 def test_report_is_self_contained(report):
     text = report.read_text()
@@ -208,22 +287,90 @@ def _browser() -> tuple[str, str]:
     return chrome, driver
 
 
-def test_report_in_headless_chromium(report, tmp_path):
+def _driver(tmp_path, width: int = 1400):
     chrome, driver_path = _browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
 
     opts = Options()
     opts.binary_location = chrome
     profile = tempfile.mkdtemp(prefix="chrome-profile-", dir=tmp_path)
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}", "--window-size=1400,1000"):
+                f"--user-data-dir={profile}", f"--window-size={width},1000", "--hide-scrollbars"):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    return webdriver.Chrome(service=Service(driver_path), options=opts)
+
+
+#: elements whose right edge lies past the viewport (those inside a scrolling box are clipped
+#: by it, so the box is what must fit), and headers whose text does not fit their cell
+_OVERFLOW_JS = """
+var vw = document.documentElement.clientWidth, out = [];
+function scrolled(e) { for (var p = e.parentElement; p; p = p.parentElement) {
+  var s = getComputedStyle(p); if (s.overflowX === 'auto' || s.overflowX === 'scroll' || p.id === 'zoom') return true; }
+  return false; }
+document.querySelectorAll('body *').forEach(function (e) {
+  var r = e.getBoundingClientRect();
+  if (r.width > 0 && r.right > vw + 0.5 && !scrolled(e)) out.push(e.tagName + '#' + e.id + ' right=' + r.right);
+});
+document.querySelectorAll('th').forEach(function (th) {
+  if (th.scrollWidth > th.clientWidth + 1) out.push('cut header: ' + th.textContent);
+});
+if (document.documentElement.scrollWidth > vw) out.push('page scrolls sideways: ' + document.documentElement.scrollWidth);
+return out;
+"""
+
+
+def test_report_fits_1400px_in_chromium(sweep_report, report, tmp_path):
+    """Every section fits a 1400 px window (and print), every plot has labelled axes, the
+    runs are told apart, an enlarged figure is shown whole; screenshots for a human in tmp_path."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver = _driver(tmp_path)
+    try:
+        for page in (sweep_report, report):
+            driver.get(page.resolve().as_uri())
+            assert driver.execute_script(_OVERFLOW_JS) == []
+            plots = driver.find_elements(By.CSS_SELECTOR, "img.plot")
+            assert len(plots) >= 3
+            for img in plots:
+                panels = json.loads(img.get_attribute("data-axes"))
+                assert panels and all(len(p) == 2 and p[0].strip() and p[1].strip() for p in panels), \
+                    (img.get_attribute("alt"), panels)
+            ids = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "#runs-table tbody td:first-child")]
+            runs = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "#runs-table tbody td:nth-child(2)")]
+            assert ids == [f"R{i + 1}" for i in range(len(ids))] and len(set(runs)) == len(runs)
+            driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+            assert driver.execute_script(_OVERFLOW_JS) == []
+            driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+        driver.get(sweep_report.resolve().as_uri())
+        assert "sweep" in {e.get_attribute("id") for e in driver.find_elements(By.CSS_SELECTOR, "section")}
+        driver.save_screenshot(str(tmp_path / "sweep-top.png"))
+        thumb = driver.find_element(By.CSS_SELECTOR, "img.thumb")
+        driver.execute_script("arguments[0].scrollIntoView()", thumb)
+        shown = driver.execute_script("return [arguments[0].clientWidth, arguments[0].naturalWidth]", thumb)
+        assert shown[0] <= 1400 and shown[0] >= min(shown[1], 1300)  # the thumbnail uses the page width
+        thumb.click()
+        zoom = driver.find_element(By.ID, "zoom")
+        size = driver.execute_script("var i = arguments[0].querySelector('img'); "
+                                     "return [i.clientWidth, i.naturalWidth, arguments[0].scrollWidth]", zoom)
+        assert zoom.is_displayed() and size[0] == size[1] and size[2] >= size[1]  # full size, scrollable to its edge
+        driver.save_screenshot(str(tmp_path / "zoom.png"))
+        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+        assert not zoom.is_displayed()
+        errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+        assert errors == [], errors
+    finally:
+        driver.quit()
+
+
+def test_report_in_headless_chromium(report, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    driver = _driver(tmp_path)
     try:
         driver.get(report.resolve().as_uri())
         assert driver.title.startswith("decafbench report")

@@ -13,8 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-CacheDir = Annotated[Optional[Path], typer.Option("--cache-dir", help="attention cache folder (default: the "
-                                                                      "manifest's config.cache_dir)")]
+CacheDir = Annotated[Optional[Path], typer.Option("--cache", "--cache-dir", help="attention cache folder (default: "
+                                                  "where the manifest says, relative to the record folder)")]
 Root = Annotated[Optional[Path], typer.Option("--root", help="dataset root (default: the manifest's root)")]
 TrustPickle = Annotated[bool, typer.Option("--trust-pickle", help="allow reading the dataset's mask_dict.pkl "
                                                                   "(a pickle runs code); never taken from a record")]
@@ -34,27 +34,39 @@ def show_command(
                                                 "scale); none: raw values")] = "video",
     width: Annotated[int, typer.Option(help="panel width in pixels")] = 240,
     trust_pickle: TrustPickle = False,
+    columns: Annotated[str, typer.Option(help="all, maps, masks, compact, or a comma-separated list of "
+                                              "frame, object_video, background_video, object_frame, "
+                                              "background_frame, contrastive_video, contrastive_frame, fused, "
+                                              "coarse, sam2, prediction, gt")] = "all",
+    fontsize: Annotated[float, typer.Option(help="text size in points")] = 10.0,
 ) -> None:
     """One figure for one expression: a row per chosen key frame; columns for the frame, the
     four cached maps (object / background, video / frame view), the contrastive and fused
-    maps, the coarse and SAM2 masks and the ground truth, as overlays with one shared colour
-    scale; the expression, generated words, J, F and diagnostics as the caption.
+    maps (heat maps with one shared colour scale), the coarse and SAM2 masks and the ground
+    truth (outlines); the expression, generated words, J, F and diagnostics as the caption.
+    Whatever is missing is drawn "n/a"; missing attention maps are a warning.
 
     Example: decaf show results/embedded/decaf__coarse --video synth000 --exp 0 --frames 0,5,10 --out fig.png
     """
     from decafbench.errors import InputError
-    from decafbench.show import save_figure
+    from decafbench.show import parse_columns, save_figure
     from decafbench.show_record import load_expression_view
 
     if width < 16:
         raise InputError(f"--width must be at least 16 pixels, not {width}")
+    if not 4 <= fontsize <= 40:
+        raise InputError(f"--fontsize must lie in 4..40 points, not {fontsize}")
+    cols = parse_columns(columns)
     view = load_expression_view(run_dir, video, exp, frames=frames, cache_dir=cache_dir, root=root,
                                 trust_pickle=trust_pickle)
-    fig = view.figure(normalize=normalize, thumb_width=width)
+    fig = view.figure(columns=cols, normalize=normalize, thumb_width=width, fontsize=fontsize)
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{video}_{exp}")
     path = save_figure(fig, out or Path(f"show_{safe}.png"))
     for note in view.notes:
         typer.echo(f"note: {note}", err=True)
+    if view.maps_missing:
+        typer.echo("warning: attention maps missing for 1 of 1 expressions (every stage drawn n/a); "
+                   "pass --cache DIR", err=True)
     typer.echo(f"wrote {path}")
 
 
@@ -105,6 +117,8 @@ def report_command(
     result = write_report(runs, out, baseline=baseline, options=opts)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"wrote {out} ({result.n_expressions} expressions, {result.n_figures} figures, "
                f"{out.stat().st_size / 1e6:.1f} MB)")
 
