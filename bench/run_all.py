@@ -16,9 +16,26 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def parse_args(argv: list[str]):
+    import argparse
+
+    known = [s.stem.removeprefix("bench_") for s in sorted(HERE.glob("bench_*.py"))]
+    parser = argparse.ArgumentParser(
+        prog="bench/run_all.py", description="Run the speed and memory benchmarks (bench/bench_*.py) in turn; "
+        "each prints the fast path against a slow reference in the same run. Never part of the tests.",
+        epilog="examples: python bench/run_all.py --quick;  python bench/run_all.py metrics stats")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"only these benchmarks ({', '.join(known)})")
+    parser.add_argument("--quick", action="store_true", help="a short smoke pass of each")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in known]
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]!r} (known: {', '.join(known)})")
+    return args
+
+
 def main(argv: list[str]) -> int:
-    quick = "--quick" in argv
-    names = [a for a in argv if not a.startswith("-")]
+    args = parse_args(argv)
+    quick, names = args.quick, args.names
     scripts = sorted(HERE.glob("bench_*.py"))
     if names:
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in names]
