@@ -146,3 +146,19 @@ def test_embedded_regenerates_identically(tmp_path):
     emb = get_benchmark("embedded")
     assert any(len(e.anno_ids) > 1 for e in emb.expressions())  # at least one multi-object expression
     assert len(emb.videos()) == cfg.videos and all(len(v.frames) == cfg.frames for v in emb.videos())
+
+
+def test_synth_defaults_to_a_git_ignored_data_folder(tmp_path, monkeypatch):
+    """Without --out the benchmark goes to data/synth, which .gitignore keeps out of commits."""
+    import subprocess
+
+    from decafbench.cli import main
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["benchmarks", "synth", "--videos", "1", "--frames", "3", "--size", "32x40"])
+    assert exc.value.code in (0, None)
+    assert (tmp_path / "data" / "synth" / "valid_u" / "meta_expressions.json").is_file()
+    res = subprocess.run(["git", "check-ignore", "-q", "data/synth/valid_u/x.jpg"], cwd=repo)
+    assert res.returncode == 0  # ignored in the repository

@@ -40,7 +40,8 @@ def list_command() -> None:
 
 @bench_app.command("synth")
 def synth_command(
-    out: Path = typer.Option(..., "--out", help="Folder to write (valid_u/ in the MeViS layout, synth.json)."),
+    out: Path = typer.Option(Path("data/synth"), "--out", help="Folder to write (valid_u/ in the MeViS layout, "
+                             "synth.json); data/ is ignored by git, so a large benchmark never lands in a commit."),
     videos: int = typer.Option(4, "--videos", help="Number of videos."),
     frames: int = typer.Option(20, "--frames", help="Frames per video."),
     size: str = typer.Option("120x160", "--size", help="Frame size HxW."),
@@ -52,8 +53,9 @@ def synth_command(
 
     Example:
 
-        decaf benchmarks synth --videos 8 --frames 30 --size 240x320 --out data/synth --seed 1
-        decaf evaluate --benchmark mevis --root data/synth --split valid_u --pred PRED --out results/x
+        decaf benchmarks synth --videos 8 --frames 30 --size 240x320 --seed 1
+
+        decaf run --benchmark mevis --root data/synth --split valid_u --masks coarse --limit 2 --out results/synth
     """
     from rich.console import Console
 
