@@ -19,13 +19,22 @@ import numpy as np
 from .errors import InputError
 
 MissingPolicy = Literal["error", "empty"]
+FrameSet = Literal["annotated", "key"]
+FRAME_SETS = ("annotated", "key")
 
 
 @dataclass(frozen=True)
 class EvalOptions:
+    """``frames``: ``annotated`` scores every annotated frame (the benchmarks' protocol);
+    ``key`` only the annotated frames among each video's ``num_frames`` key frames, sampled
+    exactly as ``decaf run`` samples them (``linspace(0, n-1, num_frames)`` cast to int), which
+    is where coarse attention masks exist."""
+
     missing: MissingPolicy = "error"
     workers: int = 0  # 0: one per core (capped by the number of videos); 1: in this process
     limit: int | None = None  # only the first N expressions (sorted by video, expression id)
+    frames: FrameSet = "annotated"
+    num_frames: int = 16
 
     def validate(self) -> "EvalOptions":
         if self.missing not in ("error", "empty"):
@@ -35,7 +44,38 @@ class EvalOptions:
         if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
                                        or self.limit < 1):
             raise InputError(f"--limit must be a positive number of expressions, not {self.limit!r}")
+        if self.frames not in FRAME_SETS:
+            raise InputError(f"--frames must be {' or '.join(FRAME_SETS)}, not {self.frames!r}")
+        if isinstance(self.num_frames, bool) or not isinstance(self.num_frames, int) or self.num_frames < 1:
+            raise InputError(f"--key-frames must be a positive number, not {self.num_frames!r}")
         return self
+
+
+def restrict_ground_truth(gt, frames: Iterable[str]):
+    """``gt`` restricted to ``frames`` (in ``gt``'s order; frames it does not annotate ignored)."""
+    from decafbench.benchmarks.base import GroundTruth
+
+    wanted = set(frames)
+    keep = [i for i, f in enumerate(gt.frames) if f in wanted]
+    fg = None if gt.foreground is None else gt.foreground[keep]
+    return GroundTruth(tuple(gt.frames[i] for i in keep), gt.masks[keep], fg, gt.meta)
+
+
+def scored_ground_truth(benchmark, expression, options: EvalOptions):
+    """The ground truth over the frames ``options.frames`` scores; an expression without an
+    annotated key frame is an error naming it (nothing to score is not a score of 0 or 1)."""
+    from .keyframes import key_frame_indices
+
+    gt = benchmark.ground_truth(expression)
+    if options.frames == "annotated":
+        return gt
+    video = benchmark.video(expression.video)
+    keys = [video.frames[i] for i in key_frame_indices(len(video.frames), options.num_frames)]
+    sub = restrict_ground_truth(gt, keys)
+    if not sub.frames:
+        raise InputError(f"expression {expression.exp_id!r} of video {expression.video!r} has no annotated frame among "
+                         f"its {len(keys)} key frames (use --frames annotated)")
+    return sub
 
 
 def prediction_path(pred_dir: Path, video: str, exp_id: str, frame: str) -> Path:
@@ -85,11 +125,11 @@ def score_expression(benchmark, expression, pred_masks: np.ndarray, gt=None) -> 
     return row
 
 
-def _evaluate_video(benchmark, expressions, pred_dir: Path, missing: MissingPolicy) -> list[dict]:
+def _evaluate_video(benchmark, expressions, pred_dir: Path, options: EvalOptions) -> list[dict]:
     rows = []
     for expr in expressions:
-        gt = benchmark.ground_truth(expr)
-        pred = read_prediction(pred_dir, expr.video, expr.exp_id, gt.frames, gt.masks.shape[1:], missing)
+        gt = scored_ground_truth(benchmark, expr, options)
+        pred = read_prediction(pred_dir, expr.video, expr.exp_id, gt.frames, gt.masks.shape[1:], options.missing)
         rows.append(score_expression(benchmark, expr, pred, gt))
     return rows
 
@@ -102,8 +142,8 @@ def _init_worker(benchmark) -> None:
     _WORKER_BENCHMARK = benchmark
 
 
-def _evaluate_video_in_worker(expressions, pred_dir: Path, missing: MissingPolicy) -> list[dict]:
-    return _evaluate_video(_WORKER_BENCHMARK, expressions, pred_dir, missing)
+def _evaluate_video_in_worker(expressions, pred_dir: Path, options: EvalOptions) -> list[dict]:
+    return _evaluate_video(_WORKER_BENCHMARK, expressions, pred_dir, options)
 
 
 def group_by_video(expressions: Iterable) -> dict[str, list]:
@@ -157,12 +197,12 @@ def evaluate(benchmark, pred_dir: str | Path, options: EvalOptions = EvalOptions
 
     if workers == 1 or len(groups) <= 1:
         for exprs in groups.values():
-            finished(_evaluate_video(benchmark, exprs, pred_dir, options.missing), len(exprs))
+            finished(_evaluate_video(benchmark, exprs, pred_dir, options), len(exprs))
     else:
         # the benchmark goes to each worker once, so its parsed JSON and mask dictionary are
         # read once per process, not once per video
         with parent_bound_pool(workers, _init_worker, (benchmark,)) as pool:
-            futures = {pool.submit(_evaluate_video_in_worker, exprs, pred_dir, options.missing): len(exprs)
+            futures = {pool.submit(_evaluate_video_in_worker, exprs, pred_dir, options): len(exprs)
                        for exprs in groups.values()}
             try:
                 for fut in as_completed(futures):

@@ -131,3 +131,45 @@ def test_revos_overall_is_mean_of_referring_and_reasoning():
             {"split": "other", "J": 0.5, "F": 0.5, "JF": 0.5}]
     s = summarize(rows, ["J", "F", "JF"])
     assert s["overall"]["JF"] == 0.5 and s["referring"]["JF"] == 1.0 and s["all"]["n"] == 4
+
+
+def test_frames_key_scores_only_annotated_key_frames(tmp_path):
+    """--frames key: exactly the annotated frames among decaf run's key frames, checked
+    against a plain loop; predictions on other frames are neither needed nor read."""
+    from decafbench.keyframes import key_frame_indices
+
+    root = tmp_path / "synth"
+    write_synth(SynthConfig(videos=2, frames=20, height=40, width=48, seed=5), root)
+    bench = get_benchmark("mevis", root=root, split="valid_u")
+    pred = tmp_path / "pred"
+    keys_of = {}
+    for e in bench.expressions():
+        gt = bench.ground_truth(e)
+        video = bench.video(e.video)
+        keys = [video.frames[i] for i in key_frame_indices(len(video.frames), 6)]
+        keys_of[e.key] = keys
+        for name, mask in zip(gt.frames, gt.masks):
+            if name in keys:  # coarse masks: key frames only
+                write_mask_png(pred / e.video / e.exp_id / f"{name}.png", _shift(e, mask))
+    with pytest.raises(InputError, match="missing prediction"):
+        evaluate(bench, pred, EvalOptions(workers=1))  # annotated (default): every annotated frame
+    rows = evaluate(bench, pred, EvalOptions(workers=1, frames="key", num_frames=6))
+    assert len(rows) == len(bench.expressions())
+    for row in rows:
+        e = next(x for x in bench.expressions() if x.key == (row["video"], row["exp_id"]))
+        gt = bench.ground_truth(e)
+        scored = [(g, name) for g, name in zip(gt.masks, gt.frames) if name in keys_of[e.key]]
+        assert row["n_frames"] == len(scored) == 6
+        j = np.mean([jaccard_ref(g, _shift(e, g)) for g, _ in scored])
+        f = np.mean([boundary_f_ref(g, _shift(e, g)) for g, _ in scored])
+        assert row["J"] == pytest.approx(j, abs=1e-12) and row["F"] == pytest.approx(f, abs=1e-12)
+    out = tmp_path / "rec"
+    res = runner.invoke(build_app(), ["evaluate", "-b", "mevis", "--root", str(root), "--split", "valid_u",
+                                      "--pred", str(pred), "--out", str(out), "-j", "1", "--frames", "key",
+                                      "--key-frames", "6"])
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["scored_frames"] == "key" and manifest["num_frames"] == 6
+    res = runner.invoke(build_app(), ["evaluate", "-b", "mevis", "--root", str(root), "--split", "valid_u",
+                                      "--pred", str(pred), "--out", str(out), "--frames", "some"])
+    assert res.exit_code == 2

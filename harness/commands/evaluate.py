@@ -21,6 +21,11 @@ def evaluate_command(
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N expressions."),
     name: Optional[str] = typer.Option(None, "--name", help="Label of this run in tables (default: the folder name)."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow reading mask_dict.pkl (a pickle can run code)."),
+    frames: str = typer.Option("annotated", "--frames", help="annotated: every annotated frame (the benchmarks' "
+                               "protocol); key: only the annotated frames among each video's key frames, sampled "
+                               "as decaf run samples them (where coarse attention masks exist)."),
+    key_frames: int = typer.Option(16, "--key-frames", help="Key frames per video for --frames key "
+                                   "(linspace(0, n-1, N) cast to int, as decaf run --frames N)."),
 ) -> None:
     """Score predicted masks: J, F, J&F per expression (plus A, R on ReVOS), as the DAVIS toolkit does.
 
@@ -31,6 +36,8 @@ def evaluate_command(
     Example:
 
         decaf evaluate --benchmark mevis --root data/mevis --split valid_u --pred preds/ --out results/my-method
+
+        decaf evaluate --benchmark embedded --pred results/embedded/decaf__coarse/predictions --frames key --out results/coarse-rescored
     """
     import sys
 
@@ -42,7 +49,8 @@ def evaluate_command(
     from decafbench.results import write_results_lenient
     from decafbench.runstore import MANIFEST, TABLE, RunWriter, base_manifest
 
-    options = EvalOptions(missing=missing, workers=workers, limit=limit).validate()  # type: ignore[arg-type]
+    options = EvalOptions(missing=missing, workers=workers, limit=limit, frames=frames,  # type: ignore[arg-type]
+                          num_frames=key_frames).validate()
     bench = get_benchmark(benchmark, root=root, split=split, trust_pickle=trust_pickle)
     if not pred.is_dir():
         raise InputError("prediction folder does not exist", pred)
@@ -50,9 +58,12 @@ def evaluate_command(
     n = len(exprs) if limit is None else min(limit, len(exprs))
     manifest = base_manifest("evaluate", command=["decaf", *sys.argv[1:]], name=name or out.name,
                              **bench.describe(), predictions=str(pred), missing=missing, limit=limit,
-                             metrics=list(bench.metrics), mask_kind="external")
+                             metrics=list(bench.metrics), mask_kind="external",
+                             scored_frames="key" if frames == "key" else "all",
+                             **({"num_frames": key_frames} if frames == "key" else {}))
     identity = {"kind": "evaluate", "benchmark": bench.name, "split": bench.split,
-                "root": str(Path(bench.root).resolve()), "predictions": str(pred.resolve()), "missing": missing}
+                "root": str(Path(bench.root).resolve()), "predictions": str(pred.resolve()), "missing": missing,
+                "frames": frames, **({"num_frames": key_frames} if frames == "key" else {})}
     created = not out.exists()
     writer = RunWriter(out, manifest)  # checks --out, takes the folder's lock, refuses another kind
     try:
