@@ -174,3 +174,39 @@ def _dumps(info: Mapping[str, Any]) -> str:
 
 def _entry_digest(tensors: Mapping[str, Any], info_text: str) -> str:
     return hashlib.sha256((tensors_digest(tensors) + "\0" + info_text).encode()).hexdigest()
+
+
+# -- where a run record's cache lives ---------------------------------------------------------------
+#: manifest field: the attention cache folder, relative to the record folder (POSIX separators)
+MANIFEST_FIELD = "attention_cache"
+
+
+def location_for_record(cache_dir: str | Path, record_dir: str | Path) -> str:
+    """What a record's manifest stores for ``cache_dir``: the path relative to the record
+    folder, so a results folder that holds both (``results/embedded/decaf__coarse`` and
+    ``results/cache``) can be moved, copied or shared and still finds its maps."""
+    rel = os.path.relpath(Path(cache_dir).resolve(), Path(record_dir).resolve())
+    return Path(rel).as_posix()
+
+
+def locate_for_record(manifest: Mapping[str, Any], record_dir: str | Path) -> Path | None:
+    """The cache folder of the record at ``record_dir``, or None when it cannot be found.
+
+    ``attention_cache`` (relative to the record folder) first; records written before it
+    existed stored ``config.cache_dir`` relative to the working directory of the run, which
+    is tried as given and then against the record folder and its two parents."""
+    record_dir = Path(record_dir)
+    value = manifest.get(MANIFEST_FIELD)
+    if isinstance(value, str) and value:
+        p = Path(value) if Path(value).is_absolute() else record_dir / value
+        if p.is_dir():
+            return p
+    cfg = manifest.get("config") if isinstance(manifest.get("config"), Mapping) else {}
+    legacy = cfg.get("cache_dir")
+    if not isinstance(legacy, str) or not legacy:
+        return None
+    p = Path(legacy)
+    for cand in [p] if p.is_absolute() else [p, record_dir / p, record_dir.parent / p, record_dir.parent.parent / p]:
+        if cand.is_dir():
+            return cand
+    return None

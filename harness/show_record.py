@@ -182,7 +182,7 @@ def _stages(manifest: dict, row: dict, cache_dir: Path | None, n_key: int, notes
         notes.append("no attention maps: the record has no cache_key column (not a decaf run record).")
         return {}, {}
     if cache_dir is None:
-        notes.append("no attention maps: cache folder not found (pass --cache DIR).")
+        notes.append("no attention maps: the record's cache folder was not found (pass --cache DIR).")
         return {}, {}
     from . import fusion
     from .cache import AttentionCache
@@ -236,10 +236,14 @@ def expression_sources(run_dir: Path, video: str, exp_id: str, *, cache_dir: str
     if unknown:
         raise InputError(f"key frame {unknown[0]!r} is not a frame of video {video!r}", run_dir / TABLE)
     notes: list[str] = []
-    cfg = m.get("config") if isinstance(m.get("config"), dict) else {}
-    cdir = Path(cache_dir) if cache_dir is not None else _resolve_dir(cfg.get("cache_dir"), run_dir)
-    if cache_dir is not None and not cdir.is_dir():
-        raise InputError("cache folder does not exist", cdir)
+    if cache_dir is not None:
+        cdir: Path | None = Path(cache_dir)
+        if not cdir.is_dir():
+            raise InputError("cache folder does not exist", cdir)
+    else:
+        from .cache import locate_for_record
+
+        cdir = locate_for_record(m, run_dir)
     stages, texts = _stages(m, row, cdir, len(key_frames), notes)
     gt = benchmark.ground_truth(expr) if benchmark.has_ground_truth else None
     label = str(m.get("name") or run_dir.name)
@@ -255,8 +259,8 @@ def load_expression_view(run_dir: str | Path, video: str, exp_id: str, *, frames
     """Frames, stage maps and masks of one expression of a run record, for the chosen key frames.
 
     ``frames``: indices into the key frames ("0,5,10" or a list; default ``max_rows`` spread
-    evenly). Maps come from the attention cache (``--cache-dir`` or the manifest's
-    ``config.cache_dir``) through the record's fusion variant; masks from this record's
+    evenly). Maps come from the attention cache (``cache_dir``, else where the manifest says:
+    :func:`decafbench.cache.locate_for_record`) through the record's fusion variant; masks from this record's
     ``predictions/`` (or an evaluate record's prediction folder), from sibling records of
     the same variant in the same parent folder (the coarse / SAM2 pair ``decaf run`` writes),
     and the benchmark's ground truth. Missing pieces become notes and "n/a" panels; a

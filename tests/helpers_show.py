@@ -46,7 +46,8 @@ def build_records(root: Path, *, limit: int | None = None, seed: int = 0, varian
         manifest = base_manifest("run", command=["test"], name=f"qwen2-vl:tiny {label} {mlabel}", **bench.describe(),
                                  adapter="qwen2-vl", checkpoint="tiny", variant=variant, variant_label=label,
                                  variant_params=dict(params or {}), mask_kind=kind, mask_params=mp,
-                                 config={"cache_dir": cache_dir, "num_frames": 16})
+                                 config={"cache_dir": cache_dir, "num_frames": 16},
+                                 attention_cache=f"../{cache_dir}")
         writers[kind] = RunWriter(root / name, manifest)
     for expr in bench.expressions()[:limit]:
         video = bench.video(expr.video)

@@ -263,6 +263,7 @@ def test_report_without_cache_still_renders(runs, tmp_path):
     res = build_report([runs["other"]], options=ReportOptions(figures=None, resamples=50, cache_dir=empty,
                                                               thumb_width=64))
     assert res.n_figures == 8 and "not in" in res.html  # every figure, each noting the missing maps
+    assert res.missing_maps == 8 and len(res.warnings) == 1 and "missing for 8 of 8 figures" in res.warnings[0]
 
 
 # -- a real browser --------------------------------------------------------------------------------

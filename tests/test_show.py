@@ -314,6 +314,31 @@ def test_view_tolerates_missing_pieces(records, tmp_path):
         load_expression_view(tmp_path / "missing", "synth000", "0")
 
 
+def test_records_and_cache_move_together(tmp_path, capsys):
+    """The manifest names the cache relative to the record folder: a results folder copied
+    elsewhere keeps its maps; a record copied without its cache says so in one warning line,
+    and --cache points it at the maps."""
+    import shutil
+
+    from decafbench.show_record import load_expression_view
+
+    made = build_records(tmp_path / "a", limit=1, kinds=("coarse",))["coarse"]
+    moved = tmp_path / "elsewhere" / "results"
+    shutil.copytree(tmp_path / "a", moved)
+    shutil.rmtree(tmp_path / "a" / "cache")  # the original cache is gone: only the copy can serve the maps
+    view = load_expression_view(moved / made.name, "synth000", "0")
+    assert not view.maps_missing and set(view.stages) >= {"fused", "object_video"}
+    alone = tmp_path / "alone"
+    shutil.copytree(moved / made.name, alone / made.name)
+    code, out, err = cli(["show", str(alone / made.name), "--video", "synth000", "--exp", "0", "--width", "40",
+                          "--out", str(tmp_path / "f.png")], capsys)
+    assert code == 0 and [line for line in err.splitlines() if line.startswith("warning:")] == [
+        "warning: attention maps missing for 1 of 1 expressions (every stage drawn n/a); pass --cache DIR"]
+    code, out, err = cli(["show", str(alone / made.name), "--video", "synth000", "--exp", "0", "--width", "40",
+                          "--cache", str(moved / "cache"), "--out", str(tmp_path / "g.png")], capsys)
+    assert code == 0 and "warning" not in err
+
+
 def test_show_command(records, tmp_path, capsys):
     from PIL import Image
 
