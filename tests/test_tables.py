@@ -149,3 +149,19 @@ def test_leaderboard_cli_formats(board_runs, tmp_path):
     assert "refdavis valid J&F ci_low" in pd.read_csv(tmp_path / "board.csv").columns
     res = CliRunner().invoke(app, ["leaderboard", *paths, "--format", "xls"])
     assert isinstance(res.exception, InputError)
+
+
+def test_leaderboard_rows_show_full_variant_and_mask_labels(tmp_path):
+    """A sweep's rows differ only in parameters: the row names them (decaf[sigma=2.0]), not
+    just the variant's name, and SAM2 thresholds appear with the mask kind."""
+    rows = rows_from([0.5, 0.6, 0.7, 0.4])
+    common = {"benchmark": "embedded", "split": "valid_u", "adapter": "qwen2-vl", "checkpoint": "tiny",
+              "variant": "decaf"}
+    runs = [write_run(tmp_path / "a", rows, **common, variant_label="decaf[sigma=0.5]", mask_kind="coarse"),
+            write_run(tmp_path / "b", rows, **common, variant_label="decaf[sigma=2.0]", mask_kind="coarse"),
+            write_run(tmp_path / "c", rows, **common, variant_label="decaf[sigma=2.0]", mask_kind="sam2",
+                      mask_params={"point_threshold": 0.7, "final_score_threshold": 0.8})]
+    table = T.build_leaderboard([read_record(p) for p in runs], resamples=50)
+    assert table.index_names == ["variant", "mask_kind"]
+    assert sorted(table.index) == [("decaf[sigma=0.5]", "coarse"), ("decaf[sigma=2.0]", "coarse"),
+                                   ("decaf[sigma=2.0]", "sam2[pq=0.7,trk=0.8]")]
