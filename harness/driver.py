@@ -141,9 +141,18 @@ class RunDriver:
             variant=spec.variant.name, variant_label=spec.variant.label, variant_params=spec.params,
             mask_kind=spec.mask.kind, mask_params=asdict(spec.mask), prompt_version=c.prompt_version, seed=c.seed,
             metrics=list(self.benchmark.metrics), config=c.to_manifest(),
-            scored_frames="key" if spec.mask.kind == "coarse" else "all",
+            scored_frames="key" if spec.mask.kind == "coarse" else "all", mask_label=spec.mask.label,
             cache={"hits": self._hits, "misses": self._misses},
-            fidelity=fidelity_notes(c) if spec.mask.kind == "sam2" else fidelity_notes(c, sam2=False))
+            fidelity=fidelity_notes(c) if spec.mask.kind == "sam2" else fidelity_notes(c, sam2=False),
+            **self._cache_location(record))
+
+    def _cache_location(self, record: _Record) -> dict:
+        """The attention cache relative to the record folder, so records and cache move together."""
+        from .cache import MANIFEST_FIELD, location_for_record
+
+        if self.config.cache_dir is None:
+            return {}
+        return {MANIFEST_FIELD: location_for_record(self.config.cache_dir, record.writer.dir)}
 
 
 def fidelity_notes(c: Any, sam2: bool = True) -> dict:

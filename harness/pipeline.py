@@ -24,11 +24,14 @@ import numpy as np
 
 from .config import MASK_KINDS, MaskSpec, RunConfig, VariantSpec  # noqa: F401 - re-exported
 from .errors import InputError
+from .keyframes import key_frame_indices  # noqa: F401 - re-exported (one definition, shared with show/evaluate)
 
 
 @dataclass(frozen=True)
 class RecordSpec:
-    """One run record of a run: a (variant, mask kind) pair and its folder name."""
+    """One run record of a run: a (variant, mask kind) pair and its folder name (a shell-safe
+    slug of the labels, :func:`decafbench.naming.record_folder_names`; the manifest keeps the
+    full labels)."""
 
     name: str
     variant: VariantSpec
@@ -40,12 +43,11 @@ def plan_records(config: RunConfig) -> list[RecordSpec]:
     """The run's records in order (a pure function of the config, so every worker agrees)."""
     from . import fusion
 
-    records = []
-    for v in config.variants:
-        params = fusion.validate(v.name, dict(v.params))
-        for m in config.masks:
-            records.append(RecordSpec(f"{v.label}__{m.label}", v, m, params))
-    return records
+    from .naming import record_folder_names
+
+    pairs = [(v, fusion.validate(v.name, dict(v.params)), m) for v in config.variants for m in config.masks]
+    names = record_folder_names([(v.label, m.label) for v, _, m in pairs])  # shell-safe slugs
+    return [RecordSpec(name, v, m, params) for name, (v, params, m) in zip(names, pairs)]
 
 
 @dataclass(frozen=True)
@@ -281,15 +283,6 @@ class Worker:
             # the README says so once
             warnings.filterwarnings("ignore", message="cannot import name '_C' from 'sam2'", category=UserWarning)
             return segment(self.sam2, arrays, key_idx, fused, config=cfg)
-
-
-def key_frame_indices(num_video_frames: int, num_frames: int) -> list[int]:
-    """``linspace(0, n-1, num_frames)`` cast to int; every frame when the video is shorter."""
-    if num_video_frames <= 0:
-        raise InputError("video has no frames")
-    if num_video_frames <= num_frames:
-        return list(range(num_video_frames))
-    return [int(i) for i in np.linspace(0, num_video_frames - 1, num_frames)]
 
 
 def load_frames(paths: Sequence[Path]) -> list:
