@@ -29,6 +29,7 @@ def build_records(root: Path, *, limit: int | None = None, seed: int = 0, varian
     from decafbench.cache import AttentionCache, MapsRecord, cache_key
     from decafbench.coarse import coarse_masks
     from decafbench.maskio import write_mask_png
+    from decafbench.naming import record_folder_names
     from decafbench.pipeline import key_frame_indices, subset_ground_truth
     from decafbench.runstore import RunWriter, base_manifest
 
@@ -42,7 +43,7 @@ def build_records(root: Path, *, limit: int | None = None, seed: int = 0, varian
               **(mask_params if kind == "sam2" and mask_params else {})}
         mlabel = kind if kind == "coarse" or not mask_params else \
             f"sam2[pq={mp['point_threshold']},trk={mp['final_score_threshold']}]"
-        name = (names or {}).get(kind, f"{label}__{mlabel}")
+        name = (names or {}).get(kind) or record_folder_names([(label, mlabel)])[0]  # as decaf run names them
         manifest = base_manifest("run", command=["test"], name=f"qwen2-vl:tiny {label} {mlabel}", **bench.describe(),
                                  adapter="qwen2-vl", checkpoint="tiny", variant=variant, variant_label=label,
                                  variant_params=dict(params or {}), mask_kind=kind, mask_params=mp,

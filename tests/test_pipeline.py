@@ -143,10 +143,10 @@ sigma = [0.5, 2.0]
     res = runner.invoke(build_app(), ["sweep", str(cfg)])
     assert res.exit_code == 0, res.output + repr(res.exception)
     names = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
-    assert names == ["decaf[sigma=0.5]__coarse", "decaf[sigma=2.0]__coarse", "no-smoothing__coarse"]
+    assert names == ["decaf-sigma0.5__coarse", "decaf-sigma2.0__coarse", "no-smoothing__coarse"]  # shell-safe
     assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 2
-    manifest = json.loads((tmp_path / "sweep" / "decaf[sigma=2.0]__coarse" / "manifest.json").read_text())
-    assert manifest["variant_params"]["sigma"] == 2.0
+    manifest = json.loads((tmp_path / "sweep" / "decaf-sigma2.0__coarse" / "manifest.json").read_text())
+    assert manifest["variant_params"]["sigma"] == 2.0 and manifest["variant_label"] == "decaf[sigma=2.0]"
 
 
 def test_bad_options_exit_2(tmp_path):

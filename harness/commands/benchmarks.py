@@ -53,9 +53,9 @@ def synth_command(
 
     Example:
 
-        decaf benchmarks synth --videos 8 --frames 30 --size 240x320 --seed 1
+        decaf benchmarks synth --videos 8 --frames 30 --size 240x320 --seed 1 --out data/synth-small
 
-        decaf run --benchmark mevis --root data/synth --split valid_u --masks coarse --limit 2 --out results/synth
+        decaf run --benchmark mevis --root data/synth-small --split valid_u --masks coarse --limit 2 --out results/synth-small
     """
     from rich.console import Console
 

@@ -130,11 +130,11 @@ def run_command(
         decaf run --benchmark ref-davis17 --root data/ref-davis --model qwen2-vl:Qwen/Qwen2.5-VL-7B-Instruct \\
             --sam2 configs/sam2.1/sam2.1_hiera_l.yaml:ckpt/sam2.1_hiera_large.pt --device cuda --dtype bfloat16
 
-        decaf run --variant decaf --variant no-smoothing --variant decaf:sigma=2 --masks coarse
+        decaf run --variant decaf --variant no-smoothing --variant decaf:sigma=2 --masks coarse --limit 4 --out results/variants
 
         decaf run --executor ray --workers 8 --gpus-per-worker 1 --device cuda --ray-address HEAD:6379 ...
 
-        decaf run --model qwen2-vl:tiny-2.5 --model-args video_tokens_per_frame=32,fps=2 --max-new-tokens 16
+        decaf run --model qwen2-vl:tiny-2.5 --model-args video_tokens_per_frame=32,fps=2 --max-new-tokens 16 --masks coarse --limit 2 --out results/tiny-2.5
     """
     settings = dict(locals())  # exactly the options above, by their setting names
     import sys
@@ -155,22 +155,23 @@ def run_command(
 def sweep_command(config: Path = typer.Argument(..., help="Sweep file (TOML).")) -> None:
     """Run a grid of fusion variants and SAM2 thresholds from one MLLM pass per expression.
 
-    Example sweep.toml:
+    Example: examples/sweep.toml in the repository, which reads
 
-        [run]
+        [run]                 # any run setting, by name (decaf run --help)
         benchmark = "embedded"
-        model = "qwen2-vl:tiny"
         masks = "coarse"
+        limit = 4
         out = "results/sweep"
 
-        [grid]
+        [grid]                # each variant crossed with the parameters it takes
         variant = ["decaf", "no-smoothing", "object-only"]
         sigma = [0.5, 1.0, 2.0]
 
-        [sam2]
+        [sam2]                # with masks = "sam2" or "both"
         point_threshold = [0.7, 0.8, 0.9]
+        final_score_threshold = [0.8]
 
-    Then: decaf sweep sweep.toml
+    Then: decaf sweep examples/sweep.toml
 
     model and benchmark may be lists: every (model, benchmark) pair gets its records under
     OUT/MODEL/BENCHMARK/ and OUT/leaderboard.md ranks them all. executor = "ray" and
