@@ -324,6 +324,16 @@ return out;
 """
 
 
+def _load(driver, page: Path) -> None:
+    """Open ``page`` and wait until it is fully parsed and its images decoded (a loaded,
+    shared machine can hand back control early on a page of several MB)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(page.resolve().as_uri())
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script(
+        "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"))
+
+
 def test_report_fits_1400px_in_chromium(sweep_report, report, tmp_path):
     """Every section fits a 1400 px window (and print), every plot has labelled axes, the
     runs are told apart, an enlarged figure is shown whole; screenshots for a human in tmp_path."""
@@ -333,7 +343,7 @@ def test_report_fits_1400px_in_chromium(sweep_report, report, tmp_path):
     driver = _driver(tmp_path)
     try:
         for page in (sweep_report, report):
-            driver.get(page.resolve().as_uri())
+            _load(driver, page)
             assert driver.execute_script(_OVERFLOW_JS) == []
             plots = driver.find_elements(By.CSS_SELECTOR, "img.plot")
             assert len(plots) >= 3
@@ -347,7 +357,7 @@ def test_report_fits_1400px_in_chromium(sweep_report, report, tmp_path):
             driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
             assert driver.execute_script(_OVERFLOW_JS) == []
             driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
-        driver.get(sweep_report.resolve().as_uri())
+        _load(driver, sweep_report)
         assert "sweep" in {e.get_attribute("id") for e in driver.find_elements(By.CSS_SELECTOR, "section")}
         driver.save_screenshot(str(tmp_path / "sweep-top.png"))
         thumb = driver.find_element(By.CSS_SELECTOR, "img.thumb")
