@@ -49,9 +49,19 @@ def option_rows(factory) -> list[tuple[str, str, str]]:
     """(name, type, default) of a constructor's keyword options, read from its signature."""
     import inspect
 
+    import dataclasses
+
     rows = []
     for p in inspect.signature(factory).parameters.values():
         if p.name in ("self", "cls", "checkpoint") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if "AdapterOptions" in str(p.annotation):  # the options object: list its fields
+            from decafbench.adapters.base import AdapterOptions
+
+            for f in dataclasses.fields(AdapterOptions):
+                default = f.default if f.default is not dataclasses.MISSING else (
+                    f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
+                rows.append((f.name, str(f.type).strip("'\"").replace("typing.", ""), repr(default)))
             continue
         ann = "" if p.annotation is p.empty else str(p.annotation).strip("'\"").replace("typing.", "")
         default = "required" if p.default is p.empty else repr(p.default)
@@ -91,7 +101,8 @@ def show_command(
     if factory is not None:
         rows = option_rows(factory)
         if rows:
-            table = Table(title="options (from_checkpoint)", title_justify="left", show_edge=False)
+            table = Table(title="options (AdapterOptions, from the run settings)", title_justify="left",
+                          show_edge=False)
             for col in ("name", "type", "default"):
                 table.add_column(col, overflow="fold")
             for row in rows:
