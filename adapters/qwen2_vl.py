@@ -188,7 +188,8 @@ class Qwen2VLAdapter(Adapter):
         ``video_tokens_per_frame`` defaults to the published 400 (16 for tiny); the frame view
         is ``frame_scale`` times the video grid per side unless ``image_tokens`` is given.
         ``prefix_reuse`` (None: on in float32, off in half precision) prefills the prompts'
-        shared prefix once per view (needs ``reuse``); :meth:`spec` records whether it is used.
+        shared prefix once per view (needs ``reuse``); the run's cache key records it where it is
+        not exact (half precision).
         """
         dtype = resolve_dtype(dtype, device)
         dt = torch_dtype(dtype)
@@ -231,7 +232,6 @@ class Qwen2VLAdapter(Adapter):
                 "frame_scale": self.frame_scale,
                 "fps": self.fps,
                 "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
-                "prefix_reuse": bool(self.reuse and self.prefix_reuse),
                 "rollout": self.rollout.to_dict(),
                 "layers": [self.layers.start, self.layers.stop],
             },

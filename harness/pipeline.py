@@ -156,6 +156,8 @@ class Worker:
 
     # -- one expression -----------------------------------------------------------------------
     def _maps(self, expression, video) -> tuple[Any, list[int], list]:
+        from decafbench.adapters.common import prefix_reuse_default
+
         from .cache import cache_key, file_digest
         from .prompts import normalize_expression, prompt_key
 
@@ -173,9 +175,12 @@ class Worker:
                   "max_new_tokens": c.max_new_tokens,
                   # every model argument may change the model (a tiny model's seed, a token budget
                   # an adapter's spec does not list): part of the key, so maps are never shared
-                  "model_args": json.loads(json.dumps(dict(c.model_args), sort_keys=True, default=str)),
-                  # reuse of the shared prefix is exact only up to rounding: maps made with it are kept apart
-                  "prefix_reuse": bool(c.effective_prefix_reuse and getattr(type(self.adapter), "supports_prefix_reuse", False))}
+                  "model_args": json.loads(json.dumps(dict(c.model_args), sort_keys=True, default=str))}
+        if c.effective_prefix_reuse and getattr(type(self.adapter), "supports_prefix_reuse", False) \
+                and not prefix_reuse_default(c.effective_dtype):
+            # shared-prefix reuse keeps outputs in float32/64 (same key there) but not in half
+            # precision, where it is opt-in: maps made with it are kept apart
+            fields["prefix_reuse"] = f"inexact in {c.effective_dtype}"
         key = cache_key(fields)
         maps = self.cache.get(key)
         if maps is None:

@@ -58,6 +58,10 @@ def test_every_setting_that_changes_the_maps_changes_the_cache_key(data, tmp_pat
     assert len(set(keys.values())) == len(keys)
     for settings in ({"variant": ["object-only"]}, {"masks": "sam2"}, {"reuse": False}, {"prefix_reuse": False}):
         assert _cache_key(data, tmp_path, **settings) == base, settings
+    # issue 9 item 8: in half precision prefix reuse is not exact, so opting in keys the maps apart
+    half = _cache_key(data, tmp_path, dtype="bfloat16")
+    assert _cache_key(data, tmp_path, dtype="bfloat16", prefix_reuse=False) == half
+    assert _cache_key(data, tmp_path, dtype="bfloat16", prefix_reuse=True) != half
 
 
 # -- a sweep's [sam2] grid --------------------------------------------------------------------------
