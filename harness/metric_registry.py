@@ -145,12 +145,49 @@ class F_decay(_Decay):
     name, label, series = "F_decay", "F-Decay", ("F",)
 
 
+class _PointPrecision(Metric):
+    """Point precision of the official keypoint mode (``decaf run --masks keypoints``): the share
+    of the k best fused-map points whose window holds ground truth. Scored from the points by
+    :mod:`decafbench.keypoints`, never from masks, so no benchmark lists it for mask records."""
+
+    description = "keypoint mode: share of the k best fused-map points on the target (+-14 px window)"
+    benchmarks = ()
+    on_failure = 0.0  # a failed expression has no points, so no hits
+
+    @classmethod
+    def reduce(cls, frames):
+        raise InputError(f"{cls.name} is scored from keypoints (decafbench.keypoints), not from per-frame masks")
+
+
+class PP_1(_PointPrecision):
+    name, label = "PP@1", "PP@1"
+
+
+class PP_5(_PointPrecision):
+    name, label = "PP@5", "PP@5"
+
+
+class PP_10(_PointPrecision):
+    name, label = "PP@10", "PP@10"
+
+
+class PP_50(_PointPrecision):
+    name, label = "PP@50", "PP@50"
+
+
+class PP_100(_PointPrecision):
+    name, label = "PP@100", "PP@100"
+
+
+#: the keypoint mode's metrics, in column order
+POINT_METRICS: tuple[str, ...] = ("PP@1", "PP@5", "PP@10", "PP@50", "PP@100")
+
 METRICS: Registry[type[Metric]] = Registry("metric", base=Metric)
-for _cls in (J, F, JF, A, R, J_recall, J_decay, F_recall, F_decay):
+for _cls in (J, F, JF, A, R, J_recall, J_decay, F_recall, F_decay, PP_1, PP_5, PP_10, PP_50, PP_100):
     METRICS.add(_cls.name, _cls, _cls.description)
 #: registration order: the column order of per_expression.csv
 ORDER: tuple[str, ...] = (J.name, F.name, JF.name, A.name, R.name, J_recall.name, J_decay.name,
-                          F_recall.name, F_decay.name)
+                          F_recall.name, F_decay.name, *POINT_METRICS)
 ALIASES = {"J&F": "JF", "JANDF": "JF"}
 
 

@@ -56,3 +56,16 @@ def test_run_keypoints_writes_points_and_point_precision(tmp_path):
         pts = [(index[p["frame"]], float(p["y"]), float(p["x"]), float(p["score"])) for p in points]
         want = reference_pp(pts, np.asarray(gt.masks), (1, 5, 10, 50, 100), 14)
         assert {k: row[k] for k in want} == pytest.approx(want, abs=0)
+
+
+def test_point_precision_metrics_are_registered_for_keypoint_records_only():
+    from decafbench import metric_registry
+    from decafbench.benchmarks.registry import get_benchmark as _get
+
+    assert metric_registry.POINT_METRICS == ("PP@1", "PP@5", "PP@10", "PP@50", "PP@100")
+    assert all(metric_registry.get(m).higher_is_better and metric_registry.get(m).on_failure == 0.0
+               for m in metric_registry.POINT_METRICS)
+    bench = _get("embedded")
+    assert not set(metric_registry.POINT_METRICS) & set(metric_registry.for_benchmark(bench))  # never from masks
+    with pytest.raises(InputError, match="scored from keypoints"):
+        metric_registry.get("pp@1").reduce({})

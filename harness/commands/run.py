@@ -63,8 +63,13 @@ def write_leaderboard(paths: list[Path], out: Path, seed: int = 0) -> None:
     from decafbench import tables
     from decafbench.runstore import atomic_write_text, read_record
 
+    from decafbench.metric_registry import POINT_METRICS
+
     records = [read_record(p) for p in paths]
-    table = tables.build_leaderboard(records, group_by=["benchmark", "split"], resamples=2000, seed=seed)
+    # mask records show J, F, J&F; keypoint records (--masks keypoints) PP@1, PP@10, PP@100
+    wanted = ("J", "F", "JF", *POINT_METRICS[::2])
+    metrics = tuple(m for m in wanted if any(m in r.table.columns for r in records)) or ("J", "F", "JF")
+    table = tables.build_leaderboard(records, group_by=["benchmark", "split"], resamples=2000, seed=seed, metrics=metrics)
     text = tables.render(table, "md")
     atomic_write_text(out, text)
     Console().print(Markdown(text))
