@@ -137,7 +137,7 @@ def run_command(
 
         decaf run --variant decaf --variant no-smoothing --variant decaf:sigma=2 --masks coarse --limit 4 --out results/variants
 
-        decaf run --executor ray --workers 8 --gpus-per-worker 1 --device cuda --ray-address HEAD:6379 ...
+        decaf run --executor ray --workers 2 --limit 4 --masks coarse
 
         decaf run --model qwen2-vl:tiny-2.5 --model-args video_tokens_per_frame=32,fps=2 --max-new-tokens 16 --masks coarse --limit 2 --out results/tiny-2.5
     """
