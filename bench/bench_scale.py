@@ -101,7 +101,7 @@ def pipeline(limit: int, frames: int, tmp: Path) -> dict:
     tables = {}
     for name, make in (("local", LocalExecutor), ("ray x1", functools.partial(RayExecutor, 1)),
                        ("ray x2", functools.partial(RayExecutor, 2))):
-        config = RunConfig.from_mapping({"masks": "coarse", "limit": limit, "frames": frames, "cache": None,
+        config = RunConfig.from_mapping({"masks": "coarse", "limit": limit, "frames": frames, "cache": None, "max_new_tokens": 8,
                                          "out": tmp / name.replace(" ", "")})
         driver = RunDriver(config, ["bench"])
         jobs = driver.prepare()

@@ -22,7 +22,7 @@ from decafbench.cli import build_app
 from decafbench.runstore import read_record
 
 runner = CliRunner()
-EMBEDDED = ["--limit", "4", "--frames", "4", "--masks", "coarse", "--no-cache"]
+EMBEDDED = ["--limit", "4", "--frames", "4", "--masks", "coarse", "--no-cache", "--max-new-tokens", "8"]
 
 
 def invoke(*args, code=0):
@@ -104,9 +104,9 @@ def test_worker_sigkilled_mid_run_loses_and_duplicates_nothing(ray_session, synt
     from decafbench.executors import RayExecutor, run_jobs
 
     settings = {"benchmark": "mevis", "root": synth, "split": "valid_u", "frames": 4, "masks": "coarse",
-                "cache": None}
+                "cache": None, "max_new_tokens": 8}
     invoke("run", "-b", "mevis", "--root", synth, "--split", "valid_u", "--frames", 4, "--masks", "coarse",
-           "--no-cache", "--out", tmp_path / "serial")
+           "--no-cache", "--max-new-tokens", 8, "--out", tmp_path / "serial")
     config = RunConfig.from_mapping({**settings, "out": tmp_path / "ray"})
     driver = RunDriver(config, ["test"])
     jobs = driver.prepare()
@@ -133,7 +133,7 @@ def test_worker_sigkilled_mid_run_loses_and_duplicates_nothing(ray_session, synt
 @pytest.mark.slow
 def test_killed_driver_rerun_resumes(ray_session, synth, tmp_path):
     args = ["-b", "mevis", "--root", str(synth), "--split", "valid_u", "--frames", "4", "--masks", "coarse",
-            "--no-cache", "--out", str(tmp_path / "out"), "--executor", "ray", "--workers", "2"]
+            "--no-cache", "--max-new-tokens", "8", "--out", str(tmp_path / "out"), "--executor", "ray", "--workers", "2"]
     address = ray_session.get_runtime_context().gcs_address
     code = "import sys; from decafbench.cli import main; main(sys.argv[1:])"
     driver = subprocess.Popen([sys.executable, "-c", code, "run", *args, "--ray-address", address],
@@ -165,6 +165,7 @@ benchmark = ["mevis"]
 root = {{ mevis = "{synth.as_posix()}" }}
 split = "valid_u"
 frames = 4
+max_new_tokens = 8
 masks = "coarse"
 limit = 2
 cache = "{(tmp_path / 'cache').as_posix()}"
