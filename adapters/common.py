@@ -37,12 +37,57 @@ def torch_dtype(dtype: str) -> Any:
     return getattr(torch, dtype)
 
 
-def prompt_words() -> list[str]:
-    """Every word of every registered prompt wording (keeps tiny tokenizers' prompts short)."""
-    from decafbench.prompts import PROMPTS, get_prompts
+#: The tiny tokenizers' training words: every word of the prompt wordings as of prompts-3-official, in order.
+#: Frozen here (the adapters never read the harness's prompt registry), so editing a prompt never
+#: changes a tiny model's vocabulary, and with it its token ids and the golden fixtures; a word
+#: added later still tokenizes (byte-level BPE), into more pieces.
+TINY_PROMPT_WORDS: tuple[str, ...] = (
+    '{sent}', 'What', 'is', 'the', 'main', 'object', '(or', 'objects)', 'referred', 'to', 'in',
+    'the', 'given', 'expression', 'or', 'question?', 'Focus', 'on', 'the', '**primary', 'subject',
+    'or', 'agent**', 'involved', 'in', 'the', 'described', 'action', 'or', 'behavior.', 'Respond',
+    'with', 'a', 'single', 'word', '(e.g.,', "'cat',", "'person',", "'dog')", 'that', 'best',
+    'describes', 'the', 'target', 'object(s).', 'Given:', '-', 'Expression:', "'{ref_query}'", '-',
+    'Candidate', 'object', 'class', 'list:', '{obj_cls_list}', 'Goal:', 'Identify', 'the', 'object',
+    'class', 'referred', 'to', 'by', 'the', 'expression.', 'Instructions:', '1.', 'If', 'the',
+    'expression', 'is', '**clear**,', 'rely', 'on', 'it', 'directly', '(e.g.,', "'a", 'person',
+    'driving', 'a', "car'", '→', "'person').", '2.', 'If', 'the', 'expression', 'is', '**vague**,',
+    'use', 'the', 'object', 'class', 'list', 'to', 'support', 'your', 'decision', '(e.g.,', 'check',
+    'frequency', 'and', 'plausibility).', '3.', 'Avoid', 'defaulting', 'to', 'the', 'most',
+    'frequent', 'class', 'unless', 'the', 'expression', 'lacks', 'clarity.', 'Output', 'the',
+    'most', 'likely', 'referred', 'object', 'class', '-', 'just', 'the', 'label.', 'Describe',
+    'the', 'background', 'scene', 'of', 'the', 'video,', 'excluding', 'any', '{obj_name}.',
+    'Answer', 'the', 'question', 'using', 'a', 'single', 'word', 'or', 'phrase.', '{sent}',
+    'Identify', 'the', 'primary', 'object', 'referred', 'to', 'in', 'the', 'expression', 'and',
+    'answer', 'with', 'a', 'single', 'word.', 'Given', 'the', 'expression', '‘{ref_query}’', 'and',
+    'the', 'candidate', 'object', 'classes', '{obj_cls_list},', 'select', 'the', 'single', 'class',
+    'label', 'that', 'best', 'matches', 'the', 'object', 'referred', 'to', 'in', 'the',
+    'expression.', 'Describe', 'the', 'background', 'scene', 'of', 'the', 'video.', 'Answer', 'the',
+    'question', 'using', 'a', 'single', 'word', 'or', 'phrase.', '{sent}', 'Identify', 'the',
+    'primary', 'object', 'referred', 'to', 'in', 'the', 'expression.', 'Focus', 'on', 'the',
+    '**primary', 'subject', 'or', 'agent**', 'involved', 'in', 'the', 'described', 'action', 'or',
+    'behavior.', 'Respond', 'with', 'a', 'single', 'word', '(e.g.,', "'cat',", "'person',",
+    "'dog')", 'that', 'best', 'describes', 'the', 'target', 'object(s).', 'Using', 'the',
+    'expression', '‘{ref_query}’', 'and', 'the', 'candidate', 'object', 'classes',
+    '{obj_cls_list},', 'determine', 'which', 'object', 'class', 'the', 'expression', 'refers',
+    'to.', 'If', 'the', 'reference', 'is', 'explicit,', 'rely', 'on', 'the', 'expression;', 'if',
+    'ambiguous,', 'use', 'the', 'class', 'list', 'as', 'support.', 'Output', 'only', 'the', 'most',
+    'likely', 'object', 'class.', 'Describe', 'the', 'background', 'of', 'the', 'video', 'while',
+    'excluding', 'any', '{obj_name},', 'using', 'a', 'single', 'word', 'or', 'short', 'phrase.',
+    '{sent}', 'Determine', 'the', 'primary', 'subject', 'or', 'agent', 'mentioned', 'in', 'the',
+    'expression', 'or', 'question,', 'and', 'provide', 'the', "object's", 'label', 'within', 'a',
+    'single', 'word', 'or', 'phrase.', 'Given:', '-', 'Expression:', "'{ref_query}'", 'Goal:',
+    'Identify', 'the', 'object', 'class', 'referred', 'to', 'by', 'the', 'expression.', '(e.g.,',
+    "'a", 'person', 'driving', 'a', "car'", '→', "'person').", 'Output', 'the', 'most', 'likely',
+    'referred', 'object', 'class', '-', 'just', 'the', 'label.', 'Describe', 'the', 'background',
+    'scene', 'of', 'the', 'video,', 'excluding', 'the', 'objects', 'referred', 'to', 'in', 'the',
+    'given', 'expression', 'or', 'question', "'{sent}'.", 'Answer', 'the', 'question', 'using', 'a',
+    'single', 'word', 'or', 'phrase.'
+)
 
-    sets = [get_prompts(name) for name in PROMPTS.names()]
-    return [w for p in sets for w in " ".join((p.object, p.choice, p.background)).split()]
+
+def prompt_words() -> list[str]:
+    """The tiny tokenizers' extra training words (:data:`TINY_PROMPT_WORDS`)."""
+    return list(TINY_PROMPT_WORDS)
 
 
 def load_checked(checkpoint: str, model_types: tuple[str, ...], model_cls: Any, proc_cls: Any, dt: Any, attn: str,

@@ -297,3 +297,17 @@ def test_cli_adapters_list_and_show():
     assert "from_checkpoint" in res.output
     res = runner.invoke(app, ["adapters", "show", "--help"])
     assert "Example" in res.output
+
+
+def test_tiny_vocabulary_does_not_follow_the_prompt_registry(monkeypatch):
+    """The tiny tokenizers train on a frozen word list: adding or editing a prompt wording must
+    not change a tiny model's vocabulary (its token ids, hence the golden fixtures)."""
+    from decafbench import prompts
+    from decafbench.adapters.common import TINY_PROMPT_WORDS, prompt_words
+    from decafbench.registry import Registry
+
+    before = prompt_words()
+    assert before == list(TINY_PROMPT_WORDS) and len(before) > 100
+    empty: Registry = Registry("prompt set")
+    monkeypatch.setattr(prompts, "PROMPTS", empty)
+    assert prompt_words() == before

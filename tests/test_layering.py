@@ -41,7 +41,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 
 #: known upward imports being removed by another change; do not add to this list
 PENDING: set[tuple[str, str]] = {
-    ("decafbench.adapters.common", "decafbench.prompts"),  # issue 14: tiny tokenizer's words, being moved
 }
 
 
