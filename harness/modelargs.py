@@ -10,11 +10,11 @@ the attention-cache key.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from typing import Any, Mapping
 
 from .errors import InputError
+from .registry import close_matches
 
 #: from_checkpoint parameters that are run settings, not model args
 RESERVED = frozenset({"cls", "self", "checkpoint", "dtype", "device", "rollout", "reuse", "prefix_reuse", "options"})
@@ -78,7 +78,7 @@ def check_model_args(adapter_cls: type, args: Mapping[str, Any], family: str = "
     if unknown:
         def hint(key: str) -> str:
             close = [n for n in sorted(known) if n.startswith(key) or key.startswith(n)]
-            close = close or difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+            close = close or close_matches(key, known, n=1, cutoff=0.6)
             return f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key)
 
         hints = [hint(k) for k in unknown]

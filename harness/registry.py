@@ -24,12 +24,17 @@ from .errors import RegistryError
 T = TypeVar("T")
 
 
+def close_matches(name: str, known: Iterable[str], *, n: int = 3, cutoff: float = 0.5) -> list[str]:
+    """The names in ``known`` close to ``name``, best first (for messages built differently)."""
+    return difflib.get_close_matches(str(name), list(known), n=n, cutoff=cutoff)
+
+
 def did_you_mean(name: str, known: Iterable[str], *, n: int = 3, cutoff: float = 0.5) -> str:
     """``"; did you mean 'x', 'y'?"`` for the names in ``known`` close to ``name``, else ``""``.
 
     The only "did you mean" in decafbench: every unknown-name message is built with it.
     """
-    close = difflib.get_close_matches(str(name), list(known), n=n, cutoff=cutoff)
+    close = close_matches(name, known, n=n, cutoff=cutoff)
     return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
