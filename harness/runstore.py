@@ -253,7 +253,10 @@ class RunWriter:
         table = rows_to_frame(rows)
         if summarize is not None:
             summary = summarize(rows)
-        atomic_write_text(self.dir / TABLE, table.to_csv(index=False, float_format="%.17g"))
+        # RFC 4180 line ends: the csv writer then quotes any field holding \r or \n (a model's
+        # free-text answer can hold a bare \r, which a \n-terminated file leaves unquoted and
+        # every reader splits into two rows)
+        atomic_write_text(self.dir / TABLE, table.to_csv(index=False, float_format="%.17g", lineterminator="\r\n"))
         manifest = dict(self.manifest)
         manifest["n_expressions"] = int(len(table))
         manifest["n_failed"] = int(table["error"].fillna("").astype(bool).sum()) if "error" in table else 0

@@ -53,3 +53,17 @@ def test_read_errors_name_the_file(tmp_path):
     (tmp_path / "r" / "per_expression.csv").write_text("a,b\n1,2\n")
     with pytest.raises(InputError, match="column 'video'"):
         read_record(tmp_path / "r")
+
+
+@pytest.mark.parametrize("text", ["a\rb", "a\nb", "a\r\nb", "a\x0bb\x0cc\x1cd\x85e\u2028f", 'q"u,o'])
+def test_free_text_round_trips_one_row_per_expression(tmp_path, text):
+    # a random model's 128-token answer can hold any control character; each must stay in its
+    # own cell, never split a row (a bare \r in a \n-terminated CSV did, shifting F into 156.9)
+    w = RunWriter(tmp_path / "r", base_manifest("run", command=[]))
+    w.add({"video": "a", "exp_id": "0", "obj_name": text, "J": 0.5, "F": 0.25, "JF": 0.375, "error": ""})
+    w.add({"video": "b", "exp_id": "1", "obj_name": "cat", "J": 1.0, "F": 1.0, "JF": 1.0, "error": ""})
+    w.finalize()
+    rec = read_record(tmp_path / "r")
+    assert len(rec.table) == 2
+    assert rec.table["obj_name"].iloc[0] == text
+    assert list(rec.scores("F")) == [0.25, 1.0]
