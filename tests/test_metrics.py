@@ -300,3 +300,43 @@ def test_batch_windows_of_mixed_extent_at_borders() -> None:
     pred[4] = rng.random((h, w)) < 0.02
     for bt in (0.008, 2, 3):
         check(gt, pred, bt)
+
+
+def _column_major_frames(a: np.ndarray) -> np.ndarray:
+    """(T, H, W) with every frame column-major, as pycocotools' decode of a track gives it."""
+    return np.moveaxis(np.asfortranarray(np.moveaxis(a, 0, -1)), -1, 0)
+
+
+@pytest.mark.parametrize("bound_th", [0.008, 2.5])
+def test_fortran_and_c_order_give_identical_scores(bound_th: float) -> None:
+    """Masks decoded column-major (pycocotools) or Fortran-ordered score exactly as C-ordered
+    ones, in every combination of gt / pred / foreground layouts (the column-major path
+    scores transposed views; mixed layouts are copied)."""
+    rng = np.random.default_rng(21)
+    # non-square, objects touching the right / bottom borders (the replicated row / column)
+    gt = np.stack([blob(37, 61, rng, rng.uniform(0.05, 0.6)) for _ in range(7)])
+    pred = np.stack([blob(37, 61, rng, rng.uniform(0.05, 0.6)) for _ in range(7)])
+    gt[2, :, -3:] = True
+    pred[3, -2:, :] = True
+    gt[4] = False
+    pred[4] = False
+    fg = gt | np.roll(gt, 5, axis=2)
+    metrics = ("J", "F", "JF", "A", "R")
+    layouts = {"C": np.ascontiguousarray, "F": np.asfortranarray, "col": _column_major_frames}
+    want = M.score_expression(gt, pred, fg, metrics=metrics, bound_th=bound_th)
+    want_j, want_f = M.jaccard_and_f(gt, pred, bound_th)
+    for lg, to_g in layouts.items():
+        for lp, to_p in layouts.items():
+            g, p = to_g(gt), to_p(pred)
+            assert np.array_equal(g, gt) and np.array_equal(p, pred)
+            got = M.score_expression(g, p, to_g(fg), metrics=metrics, bound_th=bound_th)
+            assert got == want, (lg, lp)
+            j, f = M.jaccard_and_f(g, p, bound_th)
+            np.testing.assert_array_equal(j, want_j)
+            np.testing.assert_array_equal(f, want_f)
+            np.testing.assert_array_equal(M.jaccard(g, p), want_j)
+            np.testing.assert_array_equal(M.boundary_f(g, p, bound_th), want_f)
+    # one (H, W) frame in Fortran order
+    assert M.jaccard_and_f(np.asfortranarray(gt[0]), np.asfortranarray(pred[0]), bound_th) == \
+        (float(want_j[0]), float(want_f[0]))
+    assert M.jaccard_and_f(np.asfortranarray(gt[0]), pred[0], bound_th) == (float(want_j[0]), float(want_f[0]))
