@@ -116,11 +116,20 @@ def union_rle_tracks(tracks: Sequence[Sequence[Any]], n_frames: int, shape: tupl
     """Boolean ``(T, H, W)`` union of several objects' RLE tracks; a null RLE is an empty mask."""
     import numpy as np
 
-    out = np.zeros((n_frames, *shape), dtype=bool)
+    out = np.empty((n_frames, *shape), dtype=bool)
+    filled = np.zeros(n_frames, dtype=bool)
     for track, name in zip(tracks, names):
         for t, rle in enumerate(track):
             if rle:
-                out[t] |= decode_rle(rle, shape, where=f"{path}: field {name!r}[{t}]")
+                m = decode_rle(rle, shape, where=f"{path}: field {name!r}[{t}]")
+                # pycocotools decodes column-major: the first object of a frame is copied in
+                # (numpy's transposing copy, faster than OR-ing into zeros), later ones OR-ed
+                if filled[t]:
+                    out[t] |= m
+                else:
+                    out[t] = m
+                    filled[t] = True
+    out[~filled] = False
     return out
 
 

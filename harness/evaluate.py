@@ -104,11 +104,10 @@ def read_prediction(pred_dir: Path, video: str, exp_id: str, frames: Sequence[st
             if missing == "empty":
                 continue
             raise InputError("missing prediction (pass --missing empty to score it as an empty mask)", path)
-        mask = read_mask_png(path)
+        mask = read_mask_png(path, out=out[i])  # decoded straight into the batch
         if mask.shape != tuple(shape):
             raise InputError(f"prediction is {mask.shape[1]}x{mask.shape[0]} but the ground truth is "
                              f"{shape[1]}x{shape[0]} (WxH)", path)
-        out[i] = mask
     return out
 
 
@@ -125,12 +124,43 @@ def score_expression(benchmark, expression, pred_masks: np.ndarray, gt=None) -> 
     return row
 
 
-def _evaluate_video(benchmark, expressions, pred_dir: Path, options: EvalOptions) -> list[dict]:
+def _load(benchmark, expr, pred_dir: Path, options: EvalOptions):
+    """Ground truth and predictions of one expression, each frame decoded once."""
+    gt = scored_ground_truth(benchmark, expr, options)
+    return gt, read_prediction(pred_dir, expr.video, expr.exp_id, gt.frames, gt.masks.shape[1:], options.missing)
+
+
+def _evaluate_video(benchmark, expressions, pred_dir: Path, options: EvalOptions,
+                    overlap: bool = True) -> list[dict]:
+    """Rows of one video's expressions, in order.
+
+    Evaluation is decode-bound (PNG inflate, RLE decode: bench/bench_decode.py), so with
+    ``overlap`` one thread loads expression i + 1 while expression i is scored: Pillow and
+    OpenCV release the GIL while they inflate, and so do the numpy kernels of the metrics.
+    Loads stay in order on that one thread (the benchmark's per-video track cache is touched
+    by it alone) and every result or error is taken in the serial order, so rows and the
+    first error raised are those of the plain loop (``overlap=False``).
+    """
+    if not overlap or len(expressions) < 2:
+        rows = []
+        for expr in expressions:
+            gt, pred = _load(benchmark, expr, pred_dir, options)
+            rows.append(score_expression(benchmark, expr, pred, gt))
+        return rows
+    from concurrent.futures import ThreadPoolExecutor
+
     rows = []
-    for expr in expressions:
-        gt = scored_ground_truth(benchmark, expr, options)
-        pred = read_prediction(pred_dir, expr.video, expr.exp_id, gt.frames, gt.masks.shape[1:], options.missing)
-        rows.append(score_expression(benchmark, expr, pred, gt))
+    with ThreadPoolExecutor(1, thread_name_prefix="decaf-decode") as loader:
+        nxt = loader.submit(_load, benchmark, expressions[0], pred_dir, options)
+        try:
+            for i, expr in enumerate(expressions):
+                gt, pred = nxt.result()
+                if i + 1 < len(expressions):
+                    nxt = loader.submit(_load, benchmark, expressions[i + 1], pred_dir, options)
+                rows.append(score_expression(benchmark, expr, pred, gt))
+        except BaseException:
+            nxt.cancel()
+            raise
     return rows
 
 

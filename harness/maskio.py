@@ -81,11 +81,14 @@ def _sniff(head: bytes) -> str:
     return ""
 
 
-def read_mask_png(path: str | Path) -> "np.ndarray":
+def read_mask_png(path: str | Path, out: "np.ndarray | None" = None) -> "np.ndarray":
     """Boolean ``(H, W)`` mask: True wherever a pixel is nonzero (any PNG mode).
 
     Palette PNGs count a nonzero *index* as foreground (the DAVIS convention: index 0 is
     background); colour PNGs count any nonzero colour channel; an alpha channel is ignored.
+    With ``out`` (a boolean ``(H, W)`` array, e.g. one frame of a preallocated batch) the
+    mask is written there and ``out`` returned, saving a copy per frame; a PNG of another
+    size is returned as a new array (the caller's size check names it).
     """
     import numpy as np
 
@@ -93,6 +96,12 @@ def read_mask_png(path: str | Path) -> "np.ndarray":
     if img.mode in ("RGBA", "LA", "PA"):
         img = img.convert(img.mode[:-1] if img.mode != "PA" else "P")
     arr = np.asarray(img)
+    if out is not None and arr.shape[:2] == out.shape and out.dtype == bool:
+        if arr.ndim == 3:
+            np.logical_or.reduce(arr, axis=2, out=out)
+        else:
+            np.not_equal(arr, 0, out=out)
+        return out
     if arr.ndim == 3:
         return arr.any(axis=2)
     return arr != 0
@@ -205,7 +214,9 @@ def decode_rle(rle: Mapping[str, Any] | None, shape: tuple[int, int] | None = No
         m = m.any(axis=2)
     if shape is not None and tuple(m.shape) != tuple(shape):
         raise InputError(f"{where}: RLE size {list(m.shape)} differs from the frame size {list(shape)}")
-    return m.astype(bool)
+    # pycocotools writes 0/1 bytes, so a boolean view is exact and saves a copy per frame;
+    # the view stays column-major (Fortran), as pycocotools decodes it
+    return m.view(bool) if m.dtype == np.uint8 else m.astype(bool)
 
 
 def read_json(path: str | Path, what: str = "JSON file") -> Any:

@@ -173,3 +173,88 @@ def test_frames_key_scores_only_annotated_key_frames(tmp_path):
     res = runner.invoke(build_app(), ["evaluate", "-b", "mevis", "--root", str(root), "--split", "valid_u",
                                       "--pred", str(pred), "--out", str(out), "--frames", "some"])
     assert res.exit_code == 2
+
+
+def _per_expression_plain(bench, pred_dir):
+    """The toolkit's shape: every expression on its own, every RLE and PNG decoded again."""
+    from decafbench.maskio import decode_rle, read_mask_png
+    from decafbench.metric_registry import for_benchmark
+    from decafbench.metrics import score_expression
+
+    split = bench.split_dir
+    meta = json.loads((split / "meta_expressions.json").read_text())["videos"]
+    mask_dict = json.loads((split / "mask_dict.json").read_text())
+    out = {}
+    for video, vmeta in meta.items():
+        for exp_id, exp in vmeta["expressions"].items():
+            gts, preds = [], []
+            for t, frame in enumerate(vmeta["frames"]):
+                pred = read_mask_png(pred_dir / video / exp_id / f"{frame}.png")
+                gt = np.zeros_like(pred)
+                for anno in exp["anno_id"]:
+                    rle = mask_dict[str(anno)][t]
+                    if rle:
+                        gt = gt | np.ascontiguousarray(decode_rle(rle, pred.shape))
+                gts.append(gt)
+                preds.append(pred)
+            out[(video, str(exp_id))] = score_expression(np.stack(gts), np.stack(preds),
+                                                         metrics=for_benchmark(bench))
+    return out
+
+
+def test_overlapped_decode_once_scores_equal_the_serial_and_plain_paths(tmp_path, monkeypatch):
+    """Overlapped loading (next expression decoded on a thread), the serial loop, the process
+    pool and a plain per-expression decode-everything loop give exactly the same scores; and
+    each ground-truth RLE is decoded once per video however many expressions name it."""
+    import decafbench.evaluate as ev
+    import decafbench.maskio as maskio
+
+    root = tmp_path / "synth"
+    write_synth(SynthConfig(videos=3, frames=5, height=40, width=56, seed=11, expressions_per_video=4), root)
+    bench = get_benchmark("mevis", root=root, split="valid_u")
+    _write_preds(bench, tmp_path / "pred", _shift)
+    overlapped = evaluate(bench, tmp_path / "pred", EvalOptions(workers=1))
+    serial = []
+    for exprs in ev.group_by_video(get_benchmark("mevis", root=root, split="valid_u").expressions()).values():
+        serial += ev._evaluate_video(bench, exprs, tmp_path / "pred", EvalOptions(), overlap=False)
+    assert overlapped == sorted(serial, key=lambda r: (r["video"], r["exp_id"]))
+    assert evaluate(bench, tmp_path / "pred", EvalOptions(workers=2)) == overlapped
+    plain = _per_expression_plain(bench, tmp_path / "pred")
+    assert len(plain) == len(overlapped)
+    for row in overlapped:
+        want = plain[(row["video"], row["exp_id"])]
+        assert {k: row[k] for k in want} == want
+    # decode once: count pycocotools decodes on a fresh benchmark
+    calls = []
+    real = maskio.decode_rle
+    monkeypatch.setattr(maskio, "decode_rle", lambda *a, **k: calls.append(1) or real(*a, **k))
+    import decafbench.benchmarks.formats as formats
+    monkeypatch.setattr(formats, "decode_rle", maskio.decode_rle)
+    evaluate(get_benchmark("mevis", root=root, split="valid_u"), tmp_path / "pred", EvalOptions(workers=1))
+    mask_dict = json.loads((bench.split_dir / "mask_dict.json").read_text())
+    meta = json.loads((bench.split_dir / "meta_expressions.json").read_text())["videos"]
+    named = {str(a) for v in meta.values() for e in v["expressions"].values() for a in e["anno_id"]}
+    assert len(calls) == sum(1 for a in named for rle in mask_dict[a] if rle)
+    shared = sum(len(e["anno_id"]) for v in meta.values() for e in v["expressions"].values())
+    assert shared > len(named)  # the benchmark does name objects more than once
+
+
+def test_overlapped_loading_raises_the_serial_first_error(synth, tmp_path):
+    """With loading overlapped, the first bad prediction (in expression order) is the one
+    reported, as in the serial loop, and a later expression's error never hides it."""
+    bench = get_benchmark("mevis", root=synth, split="valid_u")
+    _write_preds(bench, tmp_path / "pred", _shift)
+    exprs = bench.expressions()
+    video = exprs[0].video
+    same = [e for e in exprs if e.video == video]
+    assert len(same) >= 2
+    first = tmp_path / "pred" / video / same[0].exp_id
+    later = tmp_path / "pred" / video / same[1].exp_id
+    next(iter(sorted(first.iterdir()))).write_bytes(b"not a png")
+    next(iter(sorted(later.iterdir()))).unlink()
+    import decafbench.evaluate as ev
+
+    for overlap in (True, False):
+        with pytest.raises(InputError, match="not a PNG") as err:
+            ev._evaluate_video(bench, same, tmp_path / "pred", EvalOptions(), overlap=overlap)
+        assert same[0].exp_id in str(err.value)
