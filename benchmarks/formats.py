@@ -113,24 +113,19 @@ def first_rle_size(tracks: Iterable[Sequence[Any]]) -> tuple[int, int] | None:
 
 def union_rle_tracks(tracks: Sequence[Sequence[Any]], n_frames: int, shape: tuple[int, int], path: Path,
                      names: Sequence[str]) -> "np.ndarray":
-    """Boolean ``(T, H, W)`` union of several objects' RLE tracks; a null RLE is an empty mask."""
+    """Boolean ``(T, H, W)`` union of several objects' RLE tracks; a null RLE is an empty mask.
+
+    The frames are column-major, as pycocotools decodes them: a row-major batch costs a
+    byte-strided transposing copy per frame (as much as scoring it), and the metrics read
+    either layout at full speed (``decafbench.metrics``)."""
     import numpy as np
 
-    out = np.empty((n_frames, *shape), dtype=bool)
-    filled = np.zeros(n_frames, dtype=bool)
+    out_t = np.zeros((n_frames, shape[1], shape[0]), dtype=bool)  # (T, W, H): frame t transposed
     for track, name in zip(tracks, names):
         for t, rle in enumerate(track):
             if rle:
-                m = decode_rle(rle, shape, where=f"{path}: field {name!r}[{t}]")
-                # pycocotools decodes column-major: the first object of a frame is copied in
-                # (numpy's transposing copy, faster than OR-ing into zeros), later ones OR-ed
-                if filled[t]:
-                    out[t] |= m
-                else:
-                    out[t] = m
-                    filled[t] = True
-    out[~filled] = False
-    return out
+                out_t[t] |= decode_rle(rle, shape, where=f"{path}: field {name!r}[{t}]").T
+    return out_t.swapaxes(1, 2)
 
 
 def frame_size(video: VideoInfo) -> tuple[int, int]:
@@ -288,6 +283,7 @@ def rle_ground_truth(bench: MetaBenchmark, expression: Expression, mask_dict: Ma
     for anno, track in zip(expression.anno_ids, tracks):
         if anno not in cache:
             cache[anno] = union_rle_tracks([track], n, size, path, [anno])
-        masks = cache[anno].copy() if masks is None else masks | cache[anno]
+        # order="K": keep the tracks' column-major layout (a C copy would transpose every frame)
+        masks = cache[anno].copy(order="K") if masks is None else masks | cache[anno]
     return GroundTruth(frames=video.frames, masks=masks,
                        meta={"source": path.name, "anno_ids": list(expression.anno_ids)})

@@ -85,22 +85,15 @@ def _row_major(arrs: list[np.ndarray]) -> list[np.ndarray]:
     the toolkit's ``_seg2bmap`` treats rows and columns alike, replicating the last row and
     the last column, the disk is symmetric and the tolerance uses the diagonal), so when
     every mask is column-major the frames are scored transposed, as free views. Mixed
-    layouts copy the column-major ones frame by frame (numpy's fastest transposing copy).
+    layouts (column-major ground truth, row-major PNG predictions) are not copied at all:
+    J and F find each mask's box in its own layout and read only the union's window.
     """
     arrs = [_contiguous_frames(a) for a in arrs]
     if all(a.flags.c_contiguous for a in arrs):
         return arrs
     if all(a.swapaxes(1, 2).flags.c_contiguous for a in arrs):
         return [a.swapaxes(1, 2) for a in arrs]
-    out = []
-    for a in arrs:
-        if not a.flags.c_contiguous:
-            c = np.empty(a.shape, dtype=bool)
-            for t in range(a.shape[0]):
-                c[t] = a[t]
-            a = c
-        out.append(a)
-    return out
+    return arrs  # mixed: J and F read only each frame's window (see _bitmask.union_boxes)
 
 
 def _contiguous_frames(a: np.ndarray) -> np.ndarray:
