@@ -90,6 +90,10 @@ def main(argv: list[str]) -> int:
         ref_ms = f"{slow * 1e3:9.1f}" if slow is not None else f"{'-':>9}"
         ratio = f"{slow / fast:7.1f}x" if slow is not None else f"{'-':>8}"
         print(f"{name:<62} {fast * 1e3:9.2f} {ref_ms} {ratio}")
+    from summary import emit  # bench/summary.py: the line run_all.py's table shows
+
+    emit("fusion", "; ".join(f"{name.split(' (')[0]} {slow / fast:.1f}x ref"
+                             for name, fast, slow in rows if slow is not None))
     return 0
 
 

@@ -158,6 +158,10 @@ def main(argv: list[str]) -> int:
     if extrapolated:
         print("* reference timed for 1 and 2 layers and extrapolated to all layers; its rel err is on those layers")
     print("bar: fast >= 10x reference at L=2048, rel err <= 1e-5:", "PASS" if ok else "FAIL")
+    from summary import emit  # bench/summary.py: the line run_all.py's table shows
+
+    emit("rollout", f"L={r['L']}: {speedup:.1f}x reference, rel err {r['err']:.1g}"
+                    f"{'' if ok else ' (bar FAILED)'}")
     return 0 if ok else 1
 
 

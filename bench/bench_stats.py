@@ -65,6 +65,7 @@ def speed(n: int, k: int, resamples: int, loop_resamples: int, loop_pairs: int) 
                        abs(row.ci_high - expect["ci_high"])) < 1e-9
         note = f"{loop_pairs} pairs x {loop_resamples} resamples, extrapolated"
         print(f"| {unit} | {fast:.2f} | {loop:.1f} | {note} | {loop / fast:.0f}x |", flush=True)
+        SPEEDUPS.append((unit, loop / fast))
     print("\nfast and loop agree on the measured subset (same seed): identical p-values, "
           "diff and CI within 1e-9 points.")
 
@@ -163,6 +164,9 @@ def normal_calibration(sims: int, batch: int = 500) -> None:
             print(f"| {label} | {name} | {cells} |", flush=True)
 
 
+SPEEDUPS: list[tuple[str, float]] = []  # (unit, loop / fast) of speed(), for the summary line
+
+
 def main(argv: list[str]) -> int:
     if "--normal-only" in argv:  # the t-test / clustered-SE rows alone (no resampling, ~5 s CPU)
         normal_calibration(sims=10_000)
@@ -179,6 +183,9 @@ def main(argv: list[str]) -> int:
         calibration(sims=2000, resamples=1000)
         normal_calibration(sims=10_000)
     print(f"\ntotal {time.perf_counter() - t0:.1f} s")
+    from summary import emit  # bench/summary.py: the line run_all.py's table shows
+
+    emit("stats", "; ".join(f"{unit} {ratio:.0f}x loop" for unit, ratio in SPEEDUPS) or "calibration only")
     return 0
 
 

@@ -1,11 +1,17 @@
-"""`make bench`: run every bench/bench_*.py in turn (each prints its own table).
+"""`make bench`: run every bench/bench_*.py in turn, then print one summary table.
 
-Speed and memory are measured here, never in tests. Pass --quick for a short smoke pass,
-or names to run a subset: ``python bench/run_all.py metrics stats``.
+Speed and memory are measured here, never in tests. Each script prints its own table as it
+goes and one marked summary line (``bench/summary.py``: the headline ratio or figure); the
+table at the end lists, per script, that headline, its seconds and its exit status.
+
+    python bench/run_all.py                 # everything (minutes)
+    python bench/run_all.py --quick         # every script's short mode (under a minute idle)
+    python bench/run_all.py metrics decode  # a subset, by name without the bench_ prefix
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import subprocess
@@ -14,43 +20,65 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from summary import parse  # noqa: E402
 
 
-def parse_args(argv: list[str]):
-    import argparse
-
-    known = [s.stem.removeprefix("bench_") for s in sorted(HERE.glob("bench_*.py"))]
-    parser = argparse.ArgumentParser(
-        prog="bench/run_all.py", description="Run the speed and memory benchmarks (bench/bench_*.py) in turn; "
-        "each prints the fast path against a slow reference in the same run. Never part of the tests.",
-        epilog="examples: python bench/run_all.py --quick;  python bench/run_all.py metrics stats")
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"only these benchmarks ({', '.join(known)})")
-    parser.add_argument("--quick", action="store_true", help="a short smoke pass of each")
-    args = parser.parse_args(argv)
-    unknown = [n for n in args.names if n not in known]
-    if unknown:
-        parser.error(f"unknown benchmark {unknown[0]!r} (known: {', '.join(known)})")
-    return args
+def run_one(script: Path, quick: bool) -> tuple[int, float, str]:
+    """Run one bench script, relaying its output; (exit status, seconds, headline)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-u", str(script), *(["--quick"] if quick else [])],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    headline, last = "", ""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        found = parse(line)
+        if found is not None:
+            headline = str(found.get("headline", ""))
+            continue
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if line.strip():
+            last = line.strip()
+    rc = proc.wait()
+    if not headline:  # a script without a summary line: its last line says most
+        headline = last[:90]
+    return rc, time.perf_counter() - t0, headline
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    quick, names = args.quick, args.names
+    parser = argparse.ArgumentParser(
+        prog="bench/run_all.py", description=__doc__.split("\n\n")[0],
+        epilog="Each script can also be run alone: python bench/bench_NAME.py [--quick].")
+    parser.add_argument("names", nargs="*", help="scripts to run (bench_NAME.py -> NAME); default: all")
+    parser.add_argument("--quick", action="store_true", help="each script's short smoke mode")
+    args = parser.parse_args(argv)
     scripts = sorted(HERE.glob("bench_*.py"))
-    if names:
-        scripts = [s for s in scripts if s.stem.removeprefix("bench_") in names]
-    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
-          f"python {platform.python_version()}, {platform.platform()}")
-    failed = []
+    known = [s.stem.removeprefix("bench_") for s in scripts]
+    unknown = [n for n in args.names if n not in known]
+    if unknown:
+        parser.error(f"unknown bench {', '.join(unknown)}; choose from {', '.join(known)}")
+    if args.names:
+        scripts = [s for s in scripts if s.stem.removeprefix("bench_") in args.names]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    machine = (f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, load average "
+               f"{load:.1f} at start, python {platform.python_version()}, {platform.platform()}")
+    print(f"machine: {machine}")
+    results = []
+    t_all = time.perf_counter()
     for script in scripts:
-        print(f"\n=== {script.name} ===", flush=True)
-        t0 = time.perf_counter()
-        rc = subprocess.call([sys.executable, str(script), *(["--quick"] if quick else [])])
-        print(f"--- {script.name}: {time.perf_counter() - t0:.1f} s, exit {rc}", flush=True)
-        if rc:
-            failed.append(script.name)
-    if failed:
-        print("failed:", ", ".join(failed))
+        print(f"\n=== {script.name}{' --quick' if args.quick else ''} ===", flush=True)
+        rc, secs, headline = run_one(script, args.quick)
+        results.append((script.stem.removeprefix("bench_"), headline, secs, rc))
+    total = time.perf_counter() - t_all
+    width = max([5] + [len(r[0]) for r in results])
+    print(f"\n=== summary{' (--quick)' if args.quick else ''}: {machine} ===")
+    print(f"{'bench':{width}s}  {'seconds':>8s}  {'exit':>4s}  headline")
+    for name, headline, secs, rc in results:
+        print(f"{name:{width}s}  {secs:8.1f}  {rc:4d}  {headline}")
+    failed = [r[0] for r in results if r[3]]
+    print(f"{'total':{width}s}  {total:8.1f}  {len(failed):4d}  "
+          f"{'failed: ' + ', '.join(failed) if failed else 'all passed'}")
     return 1 if failed else 0
 
 

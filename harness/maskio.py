@@ -14,6 +14,7 @@ as ``str`` (pycocotools returns ``bytes``).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import warnings
@@ -81,6 +82,36 @@ def _sniff(head: bytes) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=1)
+def _cv2():
+    """OpenCV if installed (the ``dev`` extra), else None: ``read_mask_png``'s fast path."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def _gray8_png(data: bytes) -> bool:
+    """A PNG whose IHDR (always the first chunk) says 8-bit grayscale, as masks are written."""
+    return (len(data) > 33 and data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR"
+            and data[24] == 8 and data[25] == 0)
+
+
+def _nonzero(arr: "np.ndarray", out: "np.ndarray | None") -> "np.ndarray":
+    import numpy as np
+
+    if out is not None and arr.shape[:2] == out.shape and out.dtype == bool:
+        if arr.ndim == 3:
+            np.logical_or.reduce(arr, axis=2, out=out)
+        else:
+            np.not_equal(arr, 0, out=out)
+        return out
+    if arr.ndim == 3:
+        return arr.any(axis=2)
+    return arr != 0
+
+
 def read_mask_png(path: str | Path, out: "np.ndarray | None" = None) -> "np.ndarray":
     """Boolean ``(H, W)`` mask: True wherever a pixel is nonzero (any PNG mode).
 
@@ -92,19 +123,24 @@ def read_mask_png(path: str | Path, out: "np.ndarray | None" = None) -> "np.ndar
     """
     import numpy as np
 
+    cv2 = _cv2()
+    if cv2 is not None:
+        # 8-bit grayscale PNGs (what decaf writes) decode with OpenCV when it is installed:
+        # libpng straight into a numpy array, 1.3-1.6x Pillow's decode plus its copy out
+        # (bench/bench_decode.py). Anything else, and any file OpenCV cannot decode
+        # (truncated, corrupt), goes the Pillow way below, which names the problem.
+        try:
+            data = Path(path).read_bytes()
+        except OSError:
+            data = b""
+        if _gray8_png(data):
+            arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+            if arr is not None and arr.ndim == 2 and arr.dtype == np.uint8:
+                return _nonzero(arr, out)
     img = _open_image(path, "mask PNG", png=True)
     if img.mode in ("RGBA", "LA", "PA"):
         img = img.convert(img.mode[:-1] if img.mode != "PA" else "P")
-    arr = np.asarray(img)
-    if out is not None and arr.shape[:2] == out.shape and out.dtype == bool:
-        if arr.ndim == 3:
-            np.logical_or.reduce(arr, axis=2, out=out)
-        else:
-            np.not_equal(arr, 0, out=out)
-        return out
-    if arr.ndim == 3:
-        return arr.any(axis=2)
-    return arr != 0
+    return _nonzero(np.asarray(img), out)
 
 
 def check_png(path: str | Path, shape: tuple[int, int] | None = None, what: str = "mask PNG") -> tuple[int, int]:

@@ -208,3 +208,62 @@ def test_json_errors_name_file_and_field(tmp_path):
     with pytest.raises(InputError) as e:
         require(data, "videos", p, "", list)
     _one_line(e, "videos should be list")
+
+
+def test_opencv_and_pillow_paths_read_the_same_masks(tmp_path, monkeypatch):
+    """read_mask_png decodes 8-bit grayscale PNGs with OpenCV when installed and everything
+    else with Pillow: both give the same mask for every mode, decoding into a preallocated
+    frame gives it too, and a broken file fails with Pillow's one-line error either way."""
+    pytest.importorskip("cv2")
+    from PIL import Image
+
+    import decafbench.maskio as maskio
+
+    rng = np.random.default_rng(5)
+    m = rng.random((23, 31)) < 0.4
+    files = {}
+    u8 = m.astype(np.uint8)
+    for mode, img in (("L", Image.fromarray(u8 * 255)), ("L", Image.fromarray(u8 * 7)),
+                      ("1", Image.fromarray(u8 * 255).convert("1")),
+                      ("P", Image.frombytes("P", (31, 23), (u8 * 3).tobytes())),
+                      ("I;16", Image.fromarray(m.astype(np.uint16) * 300))):
+        assert img.mode == mode
+        p = tmp_path / f"{mode.replace(';', '')}_{len(files)}.png"
+        img.save(p)
+        files[p] = mode
+    rgba = np.zeros((23, 31, 4), np.uint8)
+    rgba[..., 1] = m * 200
+    rgba[..., 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    files[tmp_path / "rgba.png"] = "RGBA"
+    truncated = tmp_path / "trunc.png"
+    for path in files:
+        fast = maskio.read_mask_png(path)
+        into = np.zeros((23, 31), dtype=bool)
+        assert maskio.read_mask_png(path, out=into) is into
+        with monkeypatch.context() as mp:
+            mp.setattr(maskio, "_cv2", lambda: None)
+            slow = maskio.read_mask_png(path)
+        np.testing.assert_array_equal(fast, m)
+        np.testing.assert_array_equal(slow, m)
+        np.testing.assert_array_equal(into, m)
+    data = (tmp_path / "L_0.png").read_bytes()
+
+    def outcome():
+        try:
+            return maskio.read_mask_png(truncated).tolist()
+        except InputError as exc:
+            return str(exc)
+
+    for cut in (len(data) // 2, len(data) - 20):  # IDAT cut short; IEND lost (Pillow reads it)
+        truncated.write_bytes(data[:cut])
+        fast = outcome()
+        with monkeypatch.context() as mp:
+            mp.setattr(maskio, "_cv2", lambda: None)
+            assert outcome() == fast
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="corrupt"):
+        maskio.read_mask_png(truncated)
+    # a PNG of another size than the batch frame comes back as its own array
+    other = maskio.read_mask_png(tmp_path / "L_0.png", out=np.zeros((5, 5), dtype=bool))
+    assert other.shape == (23, 31)
