@@ -166,6 +166,10 @@ def main(quick: bool) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nload average {load:.1f} at end (a shared machine: compare rows of this run, not across runs)")
     print(json.dumps({"overhead": o, "pipeline": p}, default=float))
+    from summary import emit  # bench/summary.py: the line run_all.py's table shows
+
+    emit("scale", f"ray x2 {o['ray2_ms_per_job']:.2f} ms/job after {o['ray2_actor_start_s']:.1f} s actor start; "
+                  "numbers == local: " + ", ".join(f"{k} {r['identical_to_local']}" for k, r in p.items()))
 
 
 if __name__ == "__main__":
