@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
     known = [s.stem.removeprefix("bench_") for s in scripts]
     unknown = [n for n in args.names if n not in known]
     if unknown:
-        parser.error(f"unknown bench {', '.join(unknown)}; choose from {', '.join(known)}")
+        parser.error(f"unknown benchmark {unknown[0]!r} (known: {', '.join(known)})")
     if args.names:
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in args.names]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
