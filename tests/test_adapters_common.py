@@ -294,7 +294,9 @@ def test_cli_adapters_list_and_show():
     assert "qwen2-vl" in res.output and "internvl" not in res.output
     res = runner.invoke(app, ["adapters", "show", "qwen2-vl"])
     assert res.exit_code == 0, res.output
-    assert "from_checkpoint" in res.output
+    # the contract a plugin author needs: the options object's fields and the family's model args
+    for word in ("AdapterOptions", "prefix_reuse", "model_args", "video_tokens_per_frame", "qwen2-vl:tiny"):
+        assert word in res.output, word
     res = runner.invoke(app, ["adapters", "show", "--help"])
     assert "Example" in res.output
 

@@ -204,9 +204,13 @@ def test_sweep_sam2_grid_crosses_thresholds_into_records(tmp_path):
                      '[sam2]\npoint_threshold = [0.7, 0.9]\nfinal_score_threshold = 0.8\n')
     config = load_sweep(sweep)
     assert config.out == Path("results/sweep")
-    names = [r.name for r in plan_records(config)]
-    assert names == [f"{v}__{m}" for v in ("decaf", "object-only")
-                     for m in ("coarse", "sam2[pq=0.7,trk=0.8]", "sam2[pq=0.9,trk=0.8]")]
+    records = plan_records(config)
+    # full labels stay on the record; folder names are their shell-safe slugs
+    labels = [(r.variant.label, r.mask.label) for r in records]
+    assert labels == [(v, m) for v in ("decaf", "object-only")
+                      for m in ("coarse", "sam2[pq=0.7,trk=0.8]", "sam2[pq=0.9,trk=0.8]")]
+    assert [r.name for r in records] == [f"{v}__{m}" for v in ("decaf", "object-only")
+                                         for m in ("coarse", "sam2-pq0.7-trk0.8", "sam2-pq0.9-trk0.8")]
     both = tmp_path / "both.toml"
     both.write_text('[run]\npoint_threshold = 0.7\n[sam2]\npoint_threshold = [0.9]\n')
     with pytest.raises(InputError, match="point_threshold is given in both"):

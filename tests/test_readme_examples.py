@@ -39,12 +39,10 @@ NEEDS_DATASET = {
     "decaf power --baseline runs/": "runs",
     "decaf results runs/": "runs",
     "decaf run -b revos --root data/revos": "data/revos",
-    "decaf run -b revos --root /shared/data/revos": "/shared/data/revos",
     "decaf inspect -m qwen2-vl:/models/": "/models/Qwen2.5-VL-7B-Instruct",
 }
 #: example prefix -> the service it needs (checked: the example names where that service is)
 NEEDS_CLUSTER = {
-    "decaf run --executor ray --workers 8 --gpus-per-worker 1": "--ray-address",
 }
 
 
