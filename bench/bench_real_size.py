@@ -69,7 +69,8 @@ if not FRAMES_DIR.is_dir():
 _QWEN2_VIT = dict(depth=32, embed_dim=1280, num_heads=16, mlp_ratio=4, patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
 _QWEN25_VIT = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, patch_size=14, spatial_merge_size=2,
                    temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31])
-_SIGLIP_SO400M = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26, num_attention_heads=16, image_size=384, patch_size=14)
+_SIGLIP_SO400M = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26, num_attention_heads=16, image_size=384, patch_size=14,
+                      vision_use_head=False)
 _INTERN_VIT_300M = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
                         image_size=[448, 448], patch_size=[14, 14])
 
@@ -164,6 +165,26 @@ def _tiny_family(family: str, version: str) -> tuple[Any, Any]:
     from decafbench.adapters.internvl import build_tiny
 
     return build_tiny(structure="real")
+
+
+def stock_model(name: str) -> Any:
+    """A model of the family's stock class at its default config, on the meta device (no
+    memory, no tokenizer): stands in for the tiny model where only the structure matters."""
+    import torch
+    import transformers as tf
+
+    spec = REAL[name]
+    classes = {("qwen2-vl", "2"): ("Qwen2VLConfig", "Qwen2VLForConditionalGeneration"),
+               ("qwen2-vl", "2.5"): ("Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration"),
+               ("llava-onevision", ""): ("LlavaOnevisionConfig", "LlavaOnevisionForConditionalGeneration"),
+               ("internvl", ""): ("InternVLConfig", "InternVLForConditionalGeneration")}
+    cfg_name, model_name = classes[(spec["family"], spec.get("version", ""))]
+    cfg = getattr(tf, cfg_name)()
+    for sub in ("text_config", "vision_config"):
+        small = {"depth" if sub == "vision_config" and hasattr(getattr(cfg, sub), "depth") else "num_hidden_layers": 1}
+        setattr(cfg, sub, _with(getattr(cfg, sub), small))
+    with torch.device("meta"):
+        return getattr(tf, model_name)(cfg)
 
 
 def real_config(name: str, tiny_model: Any, layers: int = 0, attn: str = "sdpa") -> Any:
@@ -563,6 +584,19 @@ def table(rows: list[dict]) -> Any:
     return t
 
 
+def markdown(rows: list[dict]) -> str:
+    """README rows: wall s per stage, total, CPU s, counters, peak memory."""
+    out = ["| model | mode | vision | prefill | rollout | generation | other | total s | CPU s | vision passes v/f "
+           "| prefilled tokens v/f | peak GiB |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        s = r["stages_per_expression"]
+        out.append(f"| {r['model']} | {r['mode']} | " + " | ".join(f"{s[k]:.0f}" for k in STAGES)
+                   + f" | {r['seconds_per_expression']:.0f} | {r['cpu_seconds_per_expression']:.0f} | "
+                   f"{r['vision_passes']['video']}/{r['vision_passes']['frame']} | "
+                   f"{r['prefill_tokens']['video']:,}/{r['prefill_tokens']['frame']:,} | {_gib(r['peak_mem_bytes'])} |")
+    return "\n".join(out)
+
+
 def configs_table() -> Any:
     from rich.table import Table
 
@@ -570,8 +604,7 @@ def configs_table() -> Any:
     for col in ("model", "adapter", "params", "bf16 GiB", "text L/d/heads/kv/ffn/vocab", "vision blocks/d", "source"):
         t.add_column(col)
     for name, spec in REAL.items():
-        tiny, _ = _tiny(name)
-        n = count_params(name, tiny)
+        n = count_params(name, stock_model(name))
         tx, v = spec["text"], spec["vision"]
         vd = v.get("embed_dim") or v.get("hidden_size")
         t.add_row(name, spec["family"], f"{n / 1e9:.2f} B", _gib(2 * n),
@@ -589,6 +622,7 @@ def _dump(args: argparse.Namespace, rows_so_far: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global FRAMES_DIR
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="build every real config on the meta device and print it (seconds)")
     p.add_argument("--models", default="smallest", help="comma list of names, 'smallest' or 'all': " + ", ".join(REAL))
@@ -600,7 +634,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frame-subset", type=int, default=1, help="frames the frame view runs on (16 = all; composed otherwise)")
     p.add_argument("--max-new-tokens", type=int, default=8)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--frames", default=str(FRAMES_DIR), help="folder of real frames (16 key frames are sampled)")
     p.add_argument("--json", default="")
+    p.add_argument("--markdown", default="", help="print README table rows from these JSON files (comma list) and exit")
     args = p.parse_args(argv)
     from rich.console import Console
 
@@ -611,6 +647,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     args._machine = machine()
     console.print(f"machine: {args._machine}")
+    if args.markdown:
+        print(markdown([r for f in args.markdown.split(",") for r in json.loads(Path(f).read_text())["rows"]]))
+        return 0
+    FRAMES_DIR = Path(args.frames)
     if args.quick:
         console.print(configs_table())
         return 0
