@@ -417,10 +417,11 @@ def key_frames() -> list:
 
 def expression(adapter: Any, frames: list, frame_subset: int, max_new_tokens: int, timer: StageTimer) -> dict:
     """The pipeline's flow (``extract_maps``), with the frame view on ``frame_subset`` frames."""
-    from decafbench.prompts import clean_answer, get_prompts
+    from decafbench.prompts import get_prompts, normalize_expression, object_word
 
     prompts = get_prompts()
-    obj = prompts.object_prompt(EXPRESSION)
+    text = normalize_expression(EXPRESSION)
+    obj = prompts.object_prompt(text)
     with timer.within("video"):
         sv = adapter.open(frames, "video")
         ov = adapter.attend(sv, obj, max_new_tokens=max_new_tokens)
@@ -430,9 +431,9 @@ def expression(adapter: Any, frames: list, frame_subset: int, max_new_tokens: in
     # the choice prompt lists 1 + 16 candidates, as in a full run (frame answers cycled)
     frame_texts = [of.texts[i % len(of.texts)] for i in range(NUM_FRAMES)]
     with timer.within("text"):
-        name = clean_answer(adapter.answer(prompts.choice_prompt(EXPRESSION, [clean_answer(t) for t in ov.texts + frame_texts]),
-                                           max_new_tokens=max_new_tokens))
-    bg = prompts.background_prompt(name or "object")
+        answer = adapter.answer(prompts.choice_prompt(text, [t.strip() for t in [*ov.texts, *frame_texts]]),
+                                max_new_tokens=max_new_tokens)
+    bg = prompts.background_prompt(object_word(answer), text)
     with timer.within("video"):
         adapter.attend(sv, bg, max_new_tokens=max_new_tokens)
     with timer.within("frame"):
