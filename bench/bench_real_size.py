@@ -622,6 +622,15 @@ def _dump(args: argparse.Namespace, rows_so_far: list[dict]) -> None:
     tmp.replace(path)
 
 
+def _summary(headline: str) -> None:
+    """The marked line ``bench/run_all.py`` collects into its summary table (when present)."""
+    try:
+        from summary import emit
+    except ImportError:
+        return
+    emit("real_size", headline)
+
+
 def main(argv: list[str] | None = None) -> int:
     global FRAMES_DIR
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -654,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     FRAMES_DIR = Path(args.frames)
     if args.quick:
         console.print(configs_table())
+        _summary(f"{len(REAL)} real configs built on the meta device (no forward pass in --quick)")
         return 0
     if NUM_FRAMES % args.frame_subset:
         p.error("--frame-subset must divide 16")
@@ -669,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.device.startswith("cuda"):
                 torch.cuda.empty_cache()
     console.print(table(args._done))
+    _summary("; ".join(f"{r['model']} {r['mode']} {r['cpu_seconds_per_expression']:,.0f} CPU s/expression"
+                       f"{' (composed)' if r['composed'] else ''}" for r in args._done))
     if args.json:
         _dump(args, args._done)
     return 0
