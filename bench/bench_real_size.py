@@ -230,7 +230,9 @@ def make_adapter(name: str, model: Any, processor: Any, dtype: str, device: str,
     if family == "qwen2-vl":
         from decafbench.adapters.qwen2_vl import Qwen2VLAdapter
 
-        return Qwen2VLAdapter(model, processor, video_tokens_per_frame=400, image_tokens=1600, **kw)
+        # decaf run's defaults: 400 video tokens per frame (frames shrunk to it, never enlarged,
+        # as qwen_vl_utils does) and the frame view at 2x the video grid per side
+        return Qwen2VLAdapter(model, processor, video_tokens_per_frame=400, **kw)
     if family == "llava-onevision":
         from decafbench.adapters.llava_onevision import LlavaOneVisionAdapter
 
