@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -143,7 +142,7 @@ class AttentionCache:
             return
         from safetensors.torch import save
 
-        from .atomicio import apply_umask
+        from .atomicio import atomic_write_bytes
 
         for name, t in record.maps().items():
             if not bool(t.isfinite().all()):
@@ -153,17 +152,7 @@ class AttentionCache:
         tensors = {n: t.detach().to("cpu").float().contiguous() for n, t in record.maps().items()}
         info_text = _dumps(info)
         data = save(tensors, metadata={"decafbench": info_text, "digest": _entry_digest(tensors, info_text)})
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            apply_umask(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(self.path(key), data)  # concurrent writers of one key: the last rename wins whole
 
 
 def _dumps(info: Mapping[str, Any]) -> str:
