@@ -11,10 +11,10 @@ positions, token counts, grids, tiles and system prompts, exactly.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -32,21 +32,22 @@ RECIPE = "rgb[y, x, c] = (3*x + 5*y + 17*t + 50*c + (x*y) % 7) % 256, uint8"
 SLOW = {(f, c) for f in ("llava_onevision", "internvl") for c in ("real_f16_48x64", "real_f2_720x1280")}
 
 
+def _golden_common():
+    """tools/golden/common.py: the one copy of the synthetic frames and the run-length layout."""
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("golden_common", root / "tools" / "golden" / "common.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+G = _golden_common()
+run_length = G.run_length
+
+
 def synthetic_frame(t: int, height: int, width: int) -> Image.Image:
-    """Frame ``t`` of the fixtures' synthetic video (:data:`RECIPE`)."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.int64)
-    chans = [(3 * x + 5 * y + 17 * t + 50 * c + (x * y) % 7) % 256 for c in range(3)]
-    return Image.fromarray(np.stack(chans, axis=-1).astype(np.uint8))
-
-
-def run_length(ids) -> list[list[int]]:
-    out: list[list[int]] = []
-    for v in (int(i) for i in ids):
-        if out and out[-1][0] == v:
-            out[-1][1] += 1
-        else:
-            out.append([v, 1])
-    return out
+    """Frame ``t`` of the fixtures' synthetic video (:data:`RECIPE`), as the PIL image the adapters take."""
+    return Image.fromarray(G.synthetic_frame(t, height, width))
 
 
 def load(family: str) -> dict:
