@@ -59,9 +59,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-FRAMES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bedroom"
-if not FRAMES_DIR.is_dir():
-    FRAMES_DIR = Path("/work/shared/data/bedroom")
+FRAMES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bedroom"  # ../shared beside the repo
 
 # --------------------------------------------------------------------------------------------
 # The released configurations' numbers (config.json of each hub checkpoint).

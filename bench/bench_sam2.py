@@ -37,7 +37,7 @@ from decafbench.reference.sam2_prompting import segment_reference
 from decafbench.sam2_model import load_sam2
 from decafbench.sam2_prompting import Sam2Config, segment
 
-DATA = Path("/work/shared/data/bedroom")
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bedroom"  # ../shared beside the repo
 
 
 def load_frames(count: int, scale: float) -> list[np.ndarray]:

@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -84,10 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--official", type=Path, required=True, help="checkout of github.com/HYUNJS/DecAF")
     ap.add_argument("--commit", default=None, help="its commit, when --official is not a git work tree")
-    ap.add_argument("--venv", type=Path, default=Path("/tmp/decaf-golden-venv"))
+    ap.add_argument("--venv", type=Path, default=Path(tempfile.gettempdir()) / "decaf-golden-venv")
     ap.add_argument("--torch-from-project", action="store_true", help="reuse this venv's torch instead of installing one")
     ap.add_argument("--out", type=Path, default=Path("tests/fixtures/golden"))
-    ap.add_argument("--work", type=Path, default=Path("/tmp/decaf-golden-work"))
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "decaf-golden-work")
     ap.add_argument("--only", nargs="*", default=None, help=f"sections to run (default: all of {', '.join(SECTIONS)})")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(HERE))
