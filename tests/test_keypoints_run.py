@@ -38,6 +38,11 @@ def test_run_keypoints_writes_points_and_point_precision(tmp_path):
     assert res.exit_code == 0, res.output + repr(res.exception)
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["decaf__coarse", "decaf__keypoints"]
     assert len(list(cache.rglob("*.safetensors"))) == 2  # one MLLM pass serves both kinds
+    board = (out / "leaderboard.md").read_text()  # one table per kind, each on its own metrics
+    masks, points = board.split("## keypoints")
+    assert masks.startswith("## masks") and "valid\\_u J |" in masks and "PP@" not in masks
+    assert "PP@1 |" in points and "PP@100 |" in points and "valid\\_u J |" not in points
+    assert "mask\\_kind=coarse" in masks and "mask\\_kind=keypoints" in points
     rec = read_record(out / "decaf__keypoints")
     bench = get_benchmark("mevis", root=data, split="valid_u")
     assert len(rec.table) == 2 and (rec.table["error"] == "").all()

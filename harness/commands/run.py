@@ -66,11 +66,21 @@ def write_leaderboard(paths: list[Path], out: Path, seed: int = 0) -> None:
     from decafbench.metric_registry import POINT_METRICS
 
     records = [read_record(p) for p in paths]
-    # mask records show J, F, J&F; keypoint records (--masks keypoints) PP@1, PP@10, PP@100
-    wanted = ("J", "F", "JF", *POINT_METRICS[::2])
-    metrics = tuple(m for m in wanted if any(m in r.table.columns for r in records)) or ("J", "F", "JF")
-    table = tables.build_leaderboard(records, group_by=["benchmark", "split"], resamples=2000, seed=seed, metrics=metrics)
-    text = tables.render(table, "md")
+    # mask records rank on J, F, J&F; keypoint records (--masks keypoints) on PP@1, PP@10, PP@100.
+    # A run with --masks coarse,keypoints has both kinds: one table each, never a column that
+    # half the rows cannot have.
+    kinds = {"masks": ("J", "F", "JF"), "keypoints": POINT_METRICS[::2]}
+    sections = []
+    for kind, metrics in kinds.items():
+        group = [r for r in records if all(m in r.table.columns for m in metrics)]
+        if group:
+            table = tables.build_leaderboard(group, group_by=["benchmark", "split"], resamples=2000, seed=seed,
+                                             metrics=metrics)
+            sections.append((kind, tables.render(table, "md")))
+    if not sections:  # records of neither kind: let build_leaderboard name the missing column
+        tables.build_leaderboard(records, group_by=["benchmark", "split"], resamples=2000, seed=seed)
+    text = sections[0][1] if len(sections) == 1 else \
+        "\n".join(f"## {kind}\n\n{body}" for kind, body in sections)
     atomic_write_text(out, text)
     Console().print(Markdown(text))
     Console(stderr=True).print(f"leaderboard: {out}")
