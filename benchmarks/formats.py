@@ -115,17 +115,25 @@ def union_rle_tracks(tracks: Sequence[Sequence[Any]], n_frames: int, shape: tupl
                      names: Sequence[str]) -> "np.ndarray":
     """Boolean ``(T, H, W)`` union of several objects' RLE tracks; a null RLE is an empty mask.
 
-    The frames are column-major, as pycocotools decodes them: a row-major batch costs a
-    byte-strided transposing copy per frame (as much as scoring it), and the metrics read
-    either layout at full speed (``decafbench.metrics``)."""
+    Frames are row-major. pycocotools decodes column-major, so the union is taken in that
+    layout and each touched frame is transposed once (``maskio.row_major``), here in the
+    loader: scoring a column-major or mixed batch ran at 0.6x the speed of a row-major one
+    (bench/bench_decode.py)."""
     import numpy as np
 
+    from decafbench.maskio import row_major
+
     out_t = np.zeros((n_frames, shape[1], shape[0]), dtype=bool)  # (T, W, H): frame t transposed
+    touched = np.zeros(n_frames, dtype=bool)
     for track, name in zip(tracks, names):
         for t, rle in enumerate(track):
             if rle:
-                out_t[t] |= decode_rle(rle, shape, where=f"{path}: field {name!r}[{t}]").T
-    return out_t.swapaxes(1, 2)
+                out_t[t] |= decode_rle(rle, shape, where=f"{path}: field {name!r}[{t}]", column_major=True).T
+                touched[t] = True
+    out = np.zeros((n_frames, *shape), dtype=bool)
+    for t in np.flatnonzero(touched):
+        row_major(out_t[t].T, out=out[t])
+    return out
 
 
 def frame_size(video: VideoInfo) -> tuple[int, int]:

@@ -284,8 +284,7 @@ def union_boxes(g: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, ...]:
     and left of an edge). Returns (frames, first row, last row, first col, last col).
     Reads little beyond the union's rows (measured: as fast at 480p as packing whole rows
     first, and much faster for small objects)."""
-    if not (g.flags.c_contiguous and p.flags.c_contiguous):
-        return _union_boxes_by_mask(g, p)
+    assert g.flags.c_contiguous and p.flags.c_contiguous, "metrics._row_major gives row-major frames"
     found, u = [], np.empty(g.shape[1:], dtype=bool)
     for t in range(g.shape[0]):
         hit = union_rows(g, p, t, u)
@@ -293,36 +292,5 @@ def union_boxes(g: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, ...]:
             _, r0, r1 = hit
             cols = np.flatnonzero(np.logical_or.reduce(u[r0 : r1 + 1], axis=0))
             found.append((t, max(r0 - 1, 0), r1, max(int(cols[0]) - 1, 0), int(cols[-1])))
-    out = np.array(found, dtype=np.int64).reshape(-1, 5)
-    return tuple(out[:, k] for k in range(5))
-
-
-def _mask_box(m: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(first row, last row, first col, last col) of a 2-D mask's True pixels, or None,
-    read in the mask's own layout (a column-major mask is searched as its transpose)."""
-    if not m.flags.c_contiguous:
-        if m.T.flags.c_contiguous:
-            box = _mask_box(m.T)
-            return None if box is None else (box[2], box[3], box[0], box[1])
-        m = np.ascontiguousarray(m)
-    rows = _row_range(m)
-    if rows is None:
-        return None
-    cols = np.flatnonzero(np.logical_or.reduce(m[rows[0] : rows[1] + 1], axis=0))
-    return rows[0], rows[1], int(cols[0]), int(cols[-1])
-
-
-def _union_boxes_by_mask(g: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``union_boxes`` for masks of different layouts (row-major predictions, column-major
-    ground truth decoded by pycocotools): the union's box is the hull of the two masks'
-    boxes, each found in its own layout, so no frame is transposed; the windows that
-    ``chunk_jf`` packs are then the only strided reads."""
-    found = []
-    for t in range(g.shape[0]):
-        boxes = [b for b in (_mask_box(g[t]), _mask_box(p[t])) if b is not None]
-        if boxes:
-            r0, r1 = min(b[0] for b in boxes), max(b[1] for b in boxes)
-            c0, c1 = min(b[2] for b in boxes), max(b[3] for b in boxes)
-            found.append((t, max(r0 - 1, 0), r1, max(c0 - 1, 0), c1))
     out = np.array(found, dtype=np.int64).reshape(-1, 5)
     return tuple(out[:, k] for k in range(5))

@@ -85,33 +85,50 @@ def _row_major(arrs: list[np.ndarray]) -> list[np.ndarray]:
     the toolkit's ``_seg2bmap`` treats rows and columns alike, replicating the last row and
     the last column, the disk is symmetric and the tolerance uses the diagonal), so when
     every mask is column-major the frames are scored transposed, as free views. Mixed
-    layouts (column-major ground truth, row-major PNG predictions) are not copied at all:
-    J and F find each mask's box in its own layout and read only the union's window.
+    layouts (column-major ground truth beside row-major PNG predictions) transpose the
+    column-major side once per frame (``maskio.row_major``: OpenCV's SIMD transpose when
+    installed, else numpy's).
     """
     arrs = [_contiguous_frames(a) for a in arrs]
     if all(a.flags.c_contiguous for a in arrs):
         return arrs
     if all(a.swapaxes(1, 2).flags.c_contiguous for a in arrs):
         return [a.swapaxes(1, 2) for a in arrs]
-    return arrs  # mixed: J and F read only each frame's window (see _bitmask.union_boxes)
+    return [a if a.flags.c_contiguous else _frames_row_major(a) for a in arrs]
+
+
+def _frames_row_major(a: np.ndarray) -> np.ndarray:
+    from .maskio import row_major
+
+    out = np.empty(a.shape, dtype=bool)
+    for t in range(a.shape[0]):
+        row_major(a[t], out=out[t])
+    return out
 
 
 def _contiguous_frames(a: np.ndarray) -> np.ndarray:
     """``a`` with every frame one contiguous block, row- or column-major (a view if it is)."""
     if a.flags.c_contiguous or a.swapaxes(1, 2).flags.c_contiguous:
         return a
-    if not a.flags.f_contiguous:
+    if not a.flags.f_contiguous or a.dtype != bool:
         return np.ascontiguousarray(a)
-    # A Fortran (T, H, W) array is the transpose of a C (H*W, T) matrix: copy it in column
-    # blocks of about 64 kB (each block's source bytes read once, from cache) into
-    # column-major frames; a plain C copy strides by T bytes and took 15x as long.
+    # A Fortran (T, H, W) array is the transpose of a C (H*W, T) matrix: transpose that
+    # matrix into column-major frames. OpenCV's SIMD transpose when installed; else numpy in
+    # column blocks of about 32 kB (each block's source bytes read once, from L1): a plain C
+    # copy strides by T bytes and took 15x as long.
+    from .maskio import _cv2
+
     n = a.shape[0]
     src = a.reshape(n, -1, order="F")  # a view, strides (1, T): row t = frame t column-major
     out = np.empty((n, a.shape[2], a.shape[1]), dtype=bool)
     dst = out.reshape(n, -1)
-    step = max(1, (1 << 16) // n)
-    for k in range(0, src.shape[1], step):
-        dst[:, k : k + step] = src[:, k : k + step]
+    cv2 = _cv2()
+    if cv2 is not None and src.shape[1] < 2**31:
+        cv2.transpose(src.T.view(np.uint8), dst=dst.view(np.uint8))
+    else:
+        step = max(1, (1 << 15) // n)
+        for k in range(0, src.shape[1], step):
+            dst[:, k : k + step] = src[:, k : k + step]
     return out.swapaxes(1, 2)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,6 +99,33 @@ def test_rle_matches_reference(case):
     assert np.array_equal(decode_rle({"size": list(m.shape), "counts": ref_runs(m)}), m)
     assert np.array_equal(decode_rle({"size": list(m.shape), "counts": rle["counts"].encode()}), m)
     json.dumps(rle)  # JSON-ready
+
+
+@pytest.mark.parametrize("opencv", [True, False], ids=["opencv", "numpy"])
+def test_decoded_rle_is_row_major_and_row_major_copies_exactly(opencv, monkeypatch):
+    """decode_rle hands the metrics row-major frames (pycocotools decodes column-major); the
+    column-major view is there on request; row_major transposes exactly with OpenCV or numpy."""
+    import decafbench.maskio as maskio
+    from decafbench.benchmarks.formats import union_rle_tracks
+
+    if not opencv:
+        monkeypatch.setattr(maskio, "_cv2", lambda: None)
+    rng = np.random.default_rng(3)
+    masks = [rng.random((37, 61)) < p for p in (0.0, 0.1, 0.5, 1.0)]
+    for m in masks:
+        rle = encode_rle(m)
+        got = decode_rle(rle)
+        assert got.flags.c_contiguous and got.dtype == bool and np.array_equal(got, m)
+        col = decode_rle(rle, column_major=True)
+        assert col.T.flags.c_contiguous and np.array_equal(col, m)
+        out = np.ones((37, 61), dtype=bool)
+        assert maskio.row_major(col, out=out) is out and np.array_equal(out, m)
+    assert maskio.row_major(masks[1]) is masks[1]  # already row-major: no copy
+    # a union of two objects' tracks, null RLEs (absent object) as empty frames
+    a, b = [encode_rle(m) for m in masks[1:3]]
+    union = union_rle_tracks([[a, None, None], [b, a, None]], 3, (37, 61), Path("mask_dict.json"), ["1", "2"])
+    assert union.flags.c_contiguous and union.shape == (3, 37, 61)
+    assert np.array_equal(union, np.stack([masks[1] | masks[2], masks[1], np.zeros((37, 61), bool)]))
 
 
 def test_rle_null_and_errors():

@@ -307,11 +307,17 @@ def _column_major_frames(a: np.ndarray) -> np.ndarray:
     return np.moveaxis(np.asfortranarray(np.moveaxis(a, 0, -1)), -1, 0)
 
 
+@pytest.mark.parametrize("opencv", [True, False], ids=["opencv", "numpy"])
 @pytest.mark.parametrize("bound_th", [0.008, 2.5])
-def test_fortran_and_c_order_give_identical_scores(bound_th: float) -> None:
+def test_fortran_and_c_order_give_identical_scores(bound_th: float, opencv: bool, monkeypatch) -> None:
     """Masks decoded column-major (pycocotools) or Fortran-ordered score exactly as C-ordered
     ones, in every combination of gt / pred / foreground layouts (the column-major path
-    scores transposed views; mixed layouts are copied)."""
+    scores transposed views; mixed layouts are transposed), with OpenCV's transpose or
+    numpy's."""
+    import decafbench.maskio as maskio
+
+    if not opencv:
+        monkeypatch.setattr(maskio, "_cv2", lambda: None)
     rng = np.random.default_rng(21)
     # non-square, objects touching the right / bottom borders (the replicated row / column)
     gt = np.stack([blob(37, 61, rng, rng.uniform(0.05, 0.6)) for _ in range(7)])
