@@ -54,17 +54,22 @@ def main(quick: bool) -> None:
     from decafbench.config import MaskSpec, VariantSpec
 
     torch.set_num_threads(os.cpu_count() or 1)
+    # --quick: a smoke pass (about 15 s idle): 1 expression on 4 key frames, no warm-up run,
+    # reuse only, a 5-variant sweep against 1 separate run
     limit = 1 if quick else 8
+    extra = {"num_frames": 4} if quick else {}
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        print(f"\n1. decaf run, embedded benchmark ({limit} expressions, 16 key frames of 120x160), tiny Qwen2-VL + tiny SAM2")
+        print(f"\n1. decaf run, embedded benchmark ({limit} expressions, {extra.get('num_frames', 16)} key frames of 120x160), "
+              "tiny Qwen2-VL + tiny SAM2")
         print(f"{'pattern':10s} {'load s':>7s} {'MLLM':>7s} {'fusion':>7s} {'coarse':>7s} {'sam2':>7s} {'score':>7s} "
               f"{'total':>7s} {'vision passes':>14s} {'prefill tokens':>15s}")
-        _timed_run(_plan(tmp / "warmup", None, 1))  # first-call costs (allocator, kernels) out of the numbers
-        for reuse in (True, False):
-            load, _, paths = _timed_run(_plan(tmp / f"r{reuse}", None, limit, reuse=reuse))
+        if not quick:
+            _timed_run(_plan(tmp / "warmup", None, 1))  # first-call costs (allocator, kernels) out of the numbers
+        for reuse in (True,) if quick else (True, False):
+            load, _, paths = _timed_run(_plan(tmp / f"r{reuse}", None, limit, reuse=reuse, **extra))
             coarse = pd.read_csv(paths[0] / "per_expression.csv")
             sam2 = pd.read_csv(paths[1] / "per_expression.csv")
             mllm = coarse["time_mllm"].mean()
@@ -83,13 +88,14 @@ def main(quick: bool) -> None:
         coarse_only = [MaskSpec("coarse")]
         print(f"\n2. {n_var}-variant sweep (coarse masks, {limit} expressions) from the cache vs {n_var} separate runs")
         cache = tmp / "cache"
-        _timed_run(_plan(tmp / "warm", cache, limit, masks=coarse_only))  # fills the cache: one MLLM pass
-        load, run, _ = _timed_run(_plan(tmp / "sweep", cache, limit, masks=coarse_only, variants=variants))
+        _timed_run(_plan(tmp / "warm", cache, limit, masks=coarse_only, **extra))  # fills the cache: one MLLM pass
+        load, run, _ = _timed_run(_plan(tmp / "sweep", cache, limit, masks=coarse_only, variants=variants, **extra))
         sweep = load + run
         sep = []
         n_sep = 1 if quick else 3
         for i in range(n_sep):
-            load, run, _ = _timed_run(_plan(tmp / f"sep{i}", None, limit, masks=coarse_only, variants=[variants[i]]))
+            load, run, _ = _timed_run(_plan(tmp / f"sep{i}", None, limit, masks=coarse_only, variants=[variants[i]],
+                                             **extra))
             sep.append(load + run)
         separate = sum(sep) / len(sep) * n_var
         print(f"sweep from cache (one process, {n_var} records): {sweep:7.1f} s")

@@ -57,8 +57,17 @@ def noop_jobs(n: int):
     return [NoopJob(Expression(f"v{i // 4}", str(i % 4), "x")) for i in range(n)]
 
 
-def overhead(n: int) -> dict:
+def start_ray() -> float:
+    """One local Ray instance for the whole bench (the executors join it): seconds to start."""
     import ray
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False, logging_level=logging.WARNING)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    return time.perf_counter() - t0
+
+
+def overhead(n: int, ray_workers: tuple[int, ...]) -> dict:
 
     from decafbench.executors import LocalExecutor, RayExecutor, group_by_video
 
@@ -67,27 +76,20 @@ def overhead(n: int) -> dict:
     t0 = time.perf_counter()
     LocalExecutor().run(NoopWorker, groups, lambda r: None)
     out["local_ms_per_job"] = 1e3 * (time.perf_counter() - t0) / n
-    t0 = time.perf_counter()
-    ray.init(num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False, logging_level=logging.WARNING)
-    out["ray_init_s"] = time.perf_counter() - t0
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    try:
-        for workers in (1, 2):
-            with RayExecutor(workers=workers) as ex:
-                t_first: list[float] = []
-                t0 = time.perf_counter()
-                ex.run(NoopWorker, groups, lambda r: t_first.append(time.perf_counter()))
-                total = time.perf_counter() - t0
-            # the first result waits for the actor to start; the rest is the per-job cost
-            out[f"ray{workers}_actor_start_s"] = t_first[0] - t0
-            out[f"ray{workers}_ms_per_job"] = 1e3 * (t_first[-1] - t_first[0]) / max(n - 1, 1)
-            out[f"ray{workers}_total_s"] = total
-    finally:
-        ray.shutdown()
+    for workers in ray_workers:
+        with RayExecutor(workers=workers) as ex:
+            t_first: list[float] = []
+            t0 = time.perf_counter()
+            ex.run(NoopWorker, groups, lambda r: t_first.append(time.perf_counter()))
+            total = time.perf_counter() - t0
+        # the first result waits for the actor to start; the rest is the per-job cost
+        out[f"ray{workers}_actor_start_s"] = t_first[0] - t0
+        out[f"ray{workers}_ms_per_job"] = 1e3 * (t_first[-1] - t_first[0]) / max(n - 1, 1)
+        out[f"ray{workers}_total_s"] = total
     return out
 
 
-def pipeline(limit: int, frames: int, tmp: Path) -> dict:
+def pipeline(limit: int, frames: int, tmp: Path, ray_workers: tuple[int, ...]) -> dict:
     import pandas as pd
     import torch
 
@@ -99,8 +101,8 @@ def pipeline(limit: int, frames: int, tmp: Path) -> dict:
     torch.set_num_threads(1)  # like a Ray actor with one CPU: rows compare workers, not threads
     rows: dict = {}
     tables = {}
-    for name, make in (("local", LocalExecutor), ("ray x1", functools.partial(RayExecutor, 1)),
-                       ("ray x2", functools.partial(RayExecutor, 2))):
+    executors = [("local", LocalExecutor)] + [(f"ray x{w}", functools.partial(RayExecutor, w)) for w in ray_workers]
+    for name, make in executors:
         config = RunConfig.from_mapping({"masks": "coarse", "limit": limit, "frames": frames, "cache": None, "max_new_tokens": 8,
                                          "out": tmp / name.replace(" ", "")})
         driver = RunDriver(config, ["bench"])
@@ -141,20 +143,29 @@ def pipeline(limit: int, frames: int, tmp: Path) -> dict:
 
 
 def main(quick: bool) -> None:
+    import ray
+
+    # --quick: one Ray instance, 2 workers only, 2 expressions (a smoke pass of about 20 s)
     n = 50 if quick else 200
-    limit = 4 if quick else 8
+    limit = 2 if quick else 8
     frames = 4 if quick else 16
+    ray_workers = (2,) if quick else (1, 2)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
           f"load average {load:.1f} at start")
-    o = overhead(n)
+    try:
+        init_s = start_ray()
+        o = overhead(n, ray_workers)
+        o["ray_init_s"] = init_s
+        with tempfile.TemporaryDirectory() as tmp:
+            p = pipeline(limit, frames, Path(tmp), ray_workers)
+    finally:
+        ray.shutdown()
     print(f"\n1. Ray's own cost ({n} jobs that do nothing)")
     print(f"   ray.init (local, 2 CPUs): {o['ray_init_s']:.1f} s")
     print(f"   plain loop: {o['local_ms_per_job']:.3f} ms per job")
-    for w in (1, 2):
+    for w in ray_workers:
         print(f"   ray x{w}: actor start {o[f'ray{w}_actor_start_s']:.1f} s, then {o[f'ray{w}_ms_per_job']:.2f} ms per job")
-    with tempfile.TemporaryDirectory() as tmp:
-        p = pipeline(limit, frames, Path(tmp))
     print(f"\n2. decaf run, embedded benchmark, tiny models, coarse masks, {frames} key frames, {limit} expressions, "
           "no cache, one torch thread per worker")
     print(f"   {'executor':8s} {'Ray start s':>11s} {'load s':>7s} {'total s':>8s} {'expr/s after load':>18s} "

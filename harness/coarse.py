@@ -5,8 +5,8 @@ scale to 0..255 uint8, Otsu threshold, foreground = ``value > threshold``. This 
 DecAF reference, which calls ``cv2.threshold(map_u8, 0, 255, THRESH_BINARY + THRESH_OTSU)``
 on ``(map * 255).astype(uint8)``; so the uint8 scaling truncates (it does not round) and Otsu
 follows OpenCV's ``getThreshVal_Otsu_8u`` loop, tie-breaking included (the first of equal
-maxima wins). OpenCV is not a runtime dependency: Otsu is reimplemented here on the
-256-bin histogram and the tests check it against ``cv2.threshold``.
+maxima wins). Otsu is written here on the 256-bin histogram (torch, beside the resize, with
+the constant-frame rule below) and the tests check it against ``cv2.threshold``.
 
 One deliberate departure: OpenCV thresholds a constant image at 0 (so a constant non-zero
 map would become a full mask); here a constant frame gives an empty mask, since it carries

@@ -379,6 +379,10 @@ def _coverage_notes(records, labels, entries, index, col_order, failures) -> lis
             notes.append(f"{header}: rows cover different expressions (n {sizes[0]} to {sizes[-1]}, "
                          f"{len(frozenset.intersection(*sets))} shared); each CI uses its row's own "
                          "expressions, the test against the best the shared ones.")
+        videos = min(len({key[0] for key in keys}) for keys in sets) if sets else 0
+        if 0 < videos < runstats.FEW_VIDEOS:  # the same rule and words as decaf compare's warning
+            notes.append(f"{header}: only {videos} video{'s' if videos != 1 else ''}; intervals and marks are "
+                         f"unreliable below {runstats.FEW_VIDEOS} (too narrow, Bowyer et al. 2025).")
     return notes
 
 

@@ -165,3 +165,16 @@ def test_leaderboard_rows_show_full_variant_and_mask_labels(tmp_path):
     assert table.index_names == ["variant", "mask_kind"]
     assert sorted(table.index) == [("decaf[sigma=0.5]", "coarse"), ("decaf[sigma=2.0]", "coarse"),
                                    ("decaf[sigma=2.0]", "sam2[pq=0.7,trk=0.8]")]
+
+
+def test_leaderboard_warns_when_a_group_has_fewer_than_ten_videos(tmp_path):
+    """A bootstrap over a handful of videos under-covers: the table says so, for that group
+    only, with decaf compare's rule (runstats.FEW_VIDEOS)."""
+    rng = np.random.default_rng(4)
+    few = write_run(tmp_path / "few", rows_from(rng.random(8)), benchmark="refdavis", split="valid",
+                    adapter="qwen", variant="full", mask_kind="sam")  # 4 videos
+    many = write_run(tmp_path / "many", rows_from(rng.random(24)), benchmark="mevis", split="valid_u",
+                     adapter="qwen", variant="full", mask_kind="sam")  # 12 videos
+    notes = T.build_leaderboard([read_record(few), read_record(many)], resamples=200).notes
+    warned = [n for n in notes if "unreliable below 10" in n]
+    assert len(warned) == 1 and warned[0].startswith("refdavis valid: only 4 videos")
