@@ -54,8 +54,8 @@ def main(quick: bool) -> None:
     from decafbench.config import MaskSpec, VariantSpec
 
     torch.set_num_threads(os.cpu_count() or 1)
-    # --quick: a smoke pass (about 15 s idle): 1 expression on 4 key frames, no warm-up run,
-    # reuse only, a 5-variant sweep against 1 separate run
+    # --quick: a smoke pass: 1 expression on 4 key frames, coarse masks only (bench_sam2 times
+    # SAM2), no warm-up run, reuse only, a 5-variant sweep against 1 separate run
     limit = 1 if quick else 8
     extra = {"num_frames": 4} if quick else {}
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
@@ -69,9 +69,11 @@ def main(quick: bool) -> None:
         if not quick:
             _timed_run(_plan(tmp / "warmup", None, 1))  # first-call costs (allocator, kernels) out of the numbers
         for reuse in (True,) if quick else (True, False):
-            load, _, paths = _timed_run(_plan(tmp / f"r{reuse}", None, limit, reuse=reuse, **extra))
+            kinds = {"masks": [MaskSpec("coarse")]} if quick else {}
+            load, _, paths = _timed_run(_plan(tmp / f"r{reuse}", None, limit, reuse=reuse, **extra, **kinds))
             coarse = pd.read_csv(paths[0] / "per_expression.csv")
-            sam2 = pd.read_csv(paths[1] / "per_expression.csv")
+            sam2 = pd.read_csv(paths[1] / "per_expression.csv") if len(paths) > 1 else \
+                pd.DataFrame({c: [0.0] for c in ("time_fusion", "time_masks", "time_score", "sam2_encoder_passes")})
             mllm = coarse["time_mllm"].mean()
             fusion = coarse["time_fusion"].mean() + sam2["time_fusion"].mean()
             t_coarse, t_sam2 = coarse["time_masks"].mean(), sam2["time_masks"].mean()
@@ -79,7 +81,8 @@ def main(quick: bool) -> None:
             total = mllm + fusion + t_coarse + t_sam2 + score
             print(f"{'reuse' if reuse else 'no-reuse':10s} {load:7.2f} {mllm:7.2f} {fusion:7.3f} {t_coarse:7.3f} {t_sam2:7.2f} "
                   f"{score:7.3f} {total:7.2f} {coarse['vision_passes'].mean():14.1f} {coarse['prefill_tokens'].mean():15.0f}")
-        print("(seconds per expression; fusion and scoring summed over the two mask kinds;"
+        print("(seconds per expression; fusion and scoring summed over the two mask kinds"
+              f"{', SAM2 not run in --quick' if quick else ''};"
               " SAM2 encoder passes per expression: "
               f"{sam2['sam2_encoder_passes'].mean():.1f})")
 
