@@ -85,7 +85,7 @@ def _sniff(head: bytes) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _cv2():
-    """OpenCV if installed (the ``dev`` extra), else None: ``read_mask_png``'s fast path."""
+    """OpenCV (a dependency; None if an install lacks it): the fast decode and transpose paths."""
     try:
         import cv2
     except ImportError:
