@@ -130,8 +130,7 @@ def pipeline(limit: int, frames: int, tmp: Path, ray_workers: tuple[int, ...]) -
         table = pd.read_csv(result.paths[0] / "per_expression.csv")
         tables[name] = table
         # after the first model is loaded: the rate at which expressions finish
-        rows[name] = {"ray_start_s": t_started - t0 if name != "local" else 0.0,
-                      "load_s": ready[0] - (t_started if name != "local" else t0),
+        rows[name] = {"load_s": ready[0] - (t_started if name != "local" else t0),
                       "total_s": t_end - t0, "n": len(done),
                       "expr_per_s_after_load": len(done) / (done[-1] - ready[0]),
                       "mllm_s": float(table["time_mllm"].mean()), "fusion_s": float(table["time_fusion"].mean()),
@@ -168,10 +167,10 @@ def main(quick: bool) -> None:
         print(f"   ray x{w}: actor start {o[f'ray{w}_actor_start_s']:.1f} s, then {o[f'ray{w}_ms_per_job']:.2f} ms per job")
     print(f"\n2. decaf run, embedded benchmark, tiny models, coarse masks, {frames} key frames, {limit} expressions, "
           "no cache, one torch thread per worker")
-    print(f"   {'executor':8s} {'Ray start s':>11s} {'load s':>7s} {'total s':>8s} {'expr/s after load':>18s} "
+    print(f"   {'executor':8s} {'load s':>7s} {'total s':>8s} {'expr/s after load':>18s} "
           f"{'MLLM s':>7s} {'fusion s':>8s} {'masks s':>8s} {'score s':>8s}  numbers == local")
     for name, r in p.items():
-        print(f"   {name:8s} {r['ray_start_s']:11.1f} {r['load_s']:7.1f} {r['total_s']:8.1f} "
+        print(f"   {name:8s} {r['load_s']:7.1f} {r['total_s']:8.1f} "
               f"{r['expr_per_s_after_load']:18.3f} {r['mllm_s']:7.2f} {r['fusion_s']:8.3f} {r['masks_s']:8.3f} "
               f"{r['score_s']:8.3f}  {r['identical_to_local']}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -178,3 +178,15 @@ def test_leaderboard_warns_when_a_group_has_fewer_than_ten_videos(tmp_path):
     notes = T.build_leaderboard([read_record(few), read_record(many)], resamples=200).notes
     warned = [n for n in notes if "unreliable below 10" in n]
     assert len(warned) == 1 and warned[0].startswith("refdavis valid: only 4 videos")
+
+
+def test_run_leaderboard_refuses_records_of_neither_kind(tmp_path):
+    """decaf run's leaderboard ranks mask records on J, F, J&F and keypoint records on PP@k;
+    a record with neither is one line naming it, not a traceback."""
+    from decafbench.commands.run import write_leaderboard
+
+    rec = write_run(tmp_path / "odd", [{"video": "v0", "exp_id": "0", "split": "valid", "A": 0.5, "error": ""}],
+                    benchmark="revos", split="valid", adapter="qwen", variant="full", mask_kind="sam")
+    with pytest.raises(InputError, match="no record has the mask metrics"):
+        write_leaderboard([rec], tmp_path / "leaderboard.md")
+    assert not (tmp_path / "leaderboard.md").exists()

@@ -15,17 +15,13 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import InputError
+from .stats import check_unit_and_fractions
 
 
 def _check(delta: float, alpha: float, power: float, unit: str, simulations: int) -> None:
     if not (delta == delta) or delta == 0 or abs(delta) == float("inf"):
         raise InputError(f"--delta must be a non-zero number of points, not {delta}")
-    if not 0 < alpha < 1:
-        raise InputError(f"--alpha must lie in (0, 1), not {alpha}")
-    if not 0 < power < 1:
-        raise InputError(f"--power must lie in (0, 1), not {power}")
-    if unit not in ("expression", "video"):
-        raise InputError(f"--unit must be 'expression' or 'video', not {unit!r}")
+    check_unit_and_fractions(unit, alpha=alpha, power=power)
     if not 1 <= simulations <= 100_000:
         raise InputError(f"--simulations must be between 1 and 100,000, not {simulations}")
 

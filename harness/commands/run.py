@@ -61,6 +61,7 @@ def write_leaderboard(paths: list[Path], out: Path, seed: int = 0) -> None:
     from rich.markdown import Markdown
 
     from decafbench import tables
+    from decafbench.errors import InputError
     from decafbench.runstore import atomic_write_text, read_record
 
     from decafbench.metric_registry import POINT_METRICS
@@ -77,8 +78,8 @@ def write_leaderboard(paths: list[Path], out: Path, seed: int = 0) -> None:
             table = tables.build_leaderboard(group, group_by=["benchmark", "split"], resamples=2000, seed=seed,
                                              metrics=metrics)
             sections.append((kind, tables.render(table, "md")))
-    if not sections:  # records of neither kind: let build_leaderboard name the missing column
-        tables.build_leaderboard(records, group_by=["benchmark", "split"], resamples=2000, seed=seed)
+    if not sections:
+        raise InputError("no record has the mask metrics (J, F, J&F) or the keypoint metrics (PP@k)", paths[0])
     text = sections[0][1] if len(sections) == 1 else \
         "\n".join(f"## {kind}\n\n{body}" for kind, body in sections)
     atomic_write_text(out, text)

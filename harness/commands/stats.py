@@ -29,17 +29,21 @@ def _metric(name: str) -> str:
     return metric_option(name)
 
 
+def check_unit_and_fractions(unit: str, **fractions: float) -> None:
+    """--unit is expression or video; each named option (--alpha, --power, ...) lies in (0, 1)."""
+    if unit not in ("expression", "video"):
+        raise InputError(f"--unit must be 'expression' or 'video', not {unit!r}")
+    for name, value in fractions.items():
+        if not 0 < value < 1:
+            raise InputError(f"--{name} must lie in (0, 1), not {value}")
+
+
 def _check(resamples: int, unit: str, confidence: float = 0.95, alpha: float = 0.05, failures: str = "zero",
            columns: int = 1) -> None:
     from ..stats import check_resamples
 
     check_resamples(resamples, columns)
-    if unit not in ("expression", "video"):
-        raise InputError(f"--unit must be 'expression' or 'video', not {unit!r}")
-    if not 0 < confidence < 1:
-        raise InputError(f"--confidence must lie in (0, 1), not {confidence}")
-    if not 0 < alpha < 1:
-        raise InputError(f"--alpha must lie in (0, 1), not {alpha}")
+    check_unit_and_fractions(unit, confidence=confidence, alpha=alpha)
     if failures not in ("zero", "drop"):
         raise InputError(f"--failures must be 'zero' or 'drop', not {failures!r}")
 
